@@ -1,0 +1,56 @@
+# The two commands a reader needs: `make book` and `make test`. Each installs first (once).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+# Pinned so that pip takes a wheel it already has (see README, "Installing PyTorch"). Override with
+# e.g. `make install TORCH="torch==2.13.0 --index-url <your CUDA wheel index>"`.
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.sdelab-installed
+JOBS ?= 2
+BOOK_FLAGS ?= -W -n --keep-going
+
+.PHONY: help install test unit notebooks book-check book lab bench checkpoints clean
+
+help:
+	@echo "make book     install, execute every notebook and build the HTML book into _build/html"
+	@echo "make test     install, run unit tests, notebooks under nbval (quick mode) and a strict book build"
+	@echo "make lab      open JupyterLab on book/"
+	@echo "make bench    speed and memory benchmark (python -m sdelab bench)"
+	@echo "make clean    remove build outputs (keeps .venv)"
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+test: unit notebooks book-check
+
+unit: install
+	SDELAB_QUICK=1 $(BIN)/pytest -n $(JOBS) -q tests
+
+notebooks: install
+	SDELAB_QUICK=1 $(BIN)/pytest -n $(JOBS) --dist loadfile -q --nbval-lax --nbval-cell-timeout=600 -p no:cacheprovider book/
+
+book-check: install
+	SDELAB_QUICK=1 SDELAB_STATIC=1 $(BIN)/jupyter-book build . $(BOOK_FLAGS)
+
+book: install
+	SDELAB_STATIC=1 $(BIN)/jupyter-book build . $(BOOK_FLAGS)
+	@echo "The book is at file://$(CURDIR)/_build/html/index.html"
+
+lab: install
+	$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install -q jupyterlab
+	$(BIN)/jupyter lab book/
+
+bench: install
+	$(PY) -m sdelab bench
+
+clean:
+	rm -rf _build .pytest_cache
+	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
