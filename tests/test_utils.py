@@ -1,0 +1,54 @@
+import pytest
+import torch
+
+from sdelab import utils
+
+
+def test_append_dims_broadcasts_per_sample_values():
+    v = torch.tensor([1.0, 2.0])
+    x = torch.ones(2, 1, 3, 3)
+    out = utils.append_dims(v, x.ndim)
+    assert out.shape == (2, 1, 1, 1)
+    assert torch.equal((out * x)[1], 2 * torch.ones(1, 3, 3))
+
+
+def test_append_dims_rejects_too_many_dims():
+    with pytest.raises(ValueError, match="ndim"):
+        utils.append_dims(torch.ones(2, 3), 1)
+
+
+def test_quick_and_pick(monkeypatch):
+    monkeypatch.setenv("SDELAB_QUICK", "1")
+    assert utils.quick() and utils.pick(100, 5) == 5
+    monkeypatch.setenv("SDELAB_QUICK", "0")
+    assert not utils.quick() and utils.pick(100, 5) == 100
+
+
+def test_seed_gives_same_numbers():
+    a = torch.randn(3, generator=utils.seed_everything(7))
+    b = torch.randn(3, generator=utils.seed_everything(7))
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("bad, msg", [
+    ([1.0], "at least two"),
+    ([[1.0, 0.5]], "1-D"),
+    ([0.5, 1.0], "strictly decreasing"),
+    ([1.0, float("nan")], "non-finite"),
+    ([2.0, 0.5], r"\[0, T\]"),
+])
+def test_check_grid_rejects_bad_grids(bad, msg):
+    with pytest.raises(ValueError, match=msg):
+        utils.check_grid(bad, T=1.0)
+
+
+def test_check_positive():
+    assert utils.check_positive("beta_min", 0.1) == 0.1
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="beta_min"):
+            utils.check_positive("beta_min", bad)
+
+
+def test_default_device_respects_env(monkeypatch):
+    monkeypatch.setenv("SDELAB_DEVICE", "cpu")
+    assert utils.default_device() == torch.device("cpu")
