@@ -1,0 +1,195 @@
+r"""Parameterisations of a diffusion model's output: noise $\varepsilon$, score $s$, clean data $x_0$ and velocity $v$.
+
+All four describe the same object once $x_t = \alpha(t)\,x_0 + \sigma(t)\,\varepsilon$ is fixed
+(chapter "Training a score model"):
+
+* score: $s = \nabla_x \log p_t(x_t) = -\varepsilon/\sigma$, so $\varepsilon = -\sigma s$;
+* data: $x_0 = (x_t - \sigma\varepsilon)/\alpha$, so $\varepsilon = (x_t - \alpha x_0)/\sigma$;
+* velocity (Salimans & Ho, 2022): $v = \alpha\varepsilon - \sigma x_0$, so with $r^2 = \alpha^2 + \sigma^2$
+  ($= 1$ for VP), $\varepsilon = (\sigma x_t + \alpha v)/r^2$ and $x_0 = (\alpha x_t - \sigma v)/r^2$.
+
+For a network these hold between the *predictions* ($\varepsilon_\theta$, $s_\theta$, ...), and, with the optimal
+network, between the posterior means: $s^*(x_t) = -\mathbb E[\varepsilon \mid x_t]/\sigma$ and Tweedie's formula
+$\mathbb E[x_0 \mid x_t] = (x_t + \sigma^2 \nabla\log p_t(x_t))/\alpha$.
+The coefficients come from `sde.mean_coeff` and `sde.std`, so every affine SDE (VP, sub-VP, VE) is covered.
+Every function takes `x` of shape `(B, ...)`, a prediction of the same shape and `t` a scalar or `(B,)`.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .utils import append_dims, check_batch
+
+__all__ = ["PREDICTIONS", "convert", "eps_to_score", "score_to_eps", "eps_to_x0", "x0_to_eps", "eps_to_v",
+           "v_to_eps", "tweedie_denoiser", "eps_fn", "score_fn"]
+
+PREDICTIONS = ("eps", "score", "x0", "v")
+
+
+def _coeffs(sde, x: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
+    """$\\alpha(t)$ and $\\sigma(t)$ broadcastable against `x` (t validated against `[0, T]`)."""
+    t = sde._t(t, x)
+    check_batch(x, t)
+    alpha, sigma = sde._mean_coeff(t), sde._std(t)
+    if t.ndim:
+        alpha, sigma = append_dims(alpha, x.ndim), append_dims(sigma, x.ndim)
+    return alpha, sigma
+
+
+def eps_to_score(eps: torch.Tensor, x: torch.Tensor, t, sde) -> torch.Tensor:
+    r"""$s = -\varepsilon/\sigma(t)$. Needs $\sigma(t) > 0$ (use $t \ge$ a small eps)."""
+    _, sigma = _coeffs(sde, x, t)
+    return -eps / sigma
+
+
+def score_to_eps(score: torch.Tensor, x: torch.Tensor, t, sde) -> torch.Tensor:
+    r"""$\varepsilon = -\sigma(t)\,s$."""
+    _, sigma = _coeffs(sde, x, t)
+    return -sigma * score
+
+
+def eps_to_x0(eps: torch.Tensor, x: torch.Tensor, t, sde) -> torch.Tensor:
+    r"""$x_0 = (x_t - \sigma(t)\,\varepsilon)/\alpha(t)$."""
+    alpha, sigma = _coeffs(sde, x, t)
+    return (x - sigma * eps) / alpha
+
+
+def x0_to_eps(x0: torch.Tensor, x: torch.Tensor, t, sde) -> torch.Tensor:
+    r"""$\varepsilon = (x_t - \alpha(t)\,x_0)/\sigma(t)$. Needs $\sigma(t) > 0$."""
+    alpha, sigma = _coeffs(sde, x, t)
+    return (x - alpha * x0) / sigma
+
+
+def eps_to_v(eps: torch.Tensor, x: torch.Tensor, t, sde) -> torch.Tensor:
+    r"""$v = \alpha\varepsilon - \sigma x_0$ with $x_0 = (x_t - \sigma\varepsilon)/\alpha$, i.e. $v = (r^2\varepsilon - \sigma x_t)/\alpha$, $r^2 = \alpha^2 + \sigma^2$."""
+    alpha, sigma = _coeffs(sde, x, t)
+    return ((alpha**2 + sigma**2) * eps - sigma * x) / alpha
+
+
+def v_to_eps(v: torch.Tensor, x: torch.Tensor, t, sde) -> torch.Tensor:
+    r"""$\varepsilon = (\sigma x_t + \alpha v)/(\alpha^2 + \sigma^2)$ (for VP the denominator is 1)."""
+    alpha, sigma = _coeffs(sde, x, t)
+    return (sigma * x + alpha * v) / (alpha**2 + sigma**2)
+
+
+_TO_EPS = {"eps": lambda p, x, t, sde: p, "score": score_to_eps, "x0": x0_to_eps, "v": v_to_eps}
+_FROM_EPS = {"eps": lambda p, x, t, sde: p, "score": eps_to_score, "x0": eps_to_x0, "v": eps_to_v}
+
+
+def _check_prediction(name: str, value: str) -> str:
+    if value not in PREDICTIONS:
+        raise ValueError(f"{name} must be one of {PREDICTIONS}, got {value!r}")
+    return value
+
+
+def convert(pred: torch.Tensor, x: torch.Tensor, t, sde, *, source: str, target: str) -> torch.Tensor:
+    """Convert a prediction between `"eps"`, `"score"`, `"x0"` and `"v"` (through $\\varepsilon$; formulas above).
+
+    Args:
+        pred: the prediction, `(B, ...)`.
+        x: the noisy input $x_t$, `(B, ...)`.
+        t: scalar or `(B,)` in $[0, T]$.
+        sde: an `sdelab.sde.SDE`.
+        source, target: parameterisations, each one of `PREDICTIONS`.
+    Returns:
+        `(B, ...)`.
+    """
+    _check_prediction("source", source)
+    _check_prediction("target", target)
+    if pred.shape != x.shape:
+        raise ValueError(f"pred must have the shape of x {tuple(x.shape)}, got {tuple(pred.shape)}")
+    if source == target:
+        return pred
+    return _FROM_EPS[target](_TO_EPS[source](pred, x, t, sde), x, t, sde)
+
+
+def tweedie_denoiser(score: torch.Tensor, x: torch.Tensor, t, sde) -> torch.Tensor:
+    r"""Tweedie's formula $\mathbb E[x_0 \mid x_t] = (x_t + \sigma(t)^2\,\nabla_x\log p_t(x_t))/\alpha(t)$.
+
+    Exact when `score` is the true score of $p_t$ (for a network: its best estimate of the posterior mean).
+
+    Args:
+        score: $\nabla_x \log p_t(x_t)$, `(B, ...)`.
+        x: $x_t$, `(B, ...)`.
+        t: scalar or `(B,)`.
+        sde: the forward SDE.
+    Returns:
+        the posterior mean of $x_0$, `(B, ...)`.
+    """
+    if score.shape != x.shape:
+        raise ValueError(f"score must have the shape of x {tuple(x.shape)}, got {tuple(score.shape)}")
+    alpha, sigma = _coeffs(sde, x, t)
+    return (x + sigma**2 * score) / alpha
+
+
+def _labels(y, batch: int, device) -> torch.Tensor | None:
+    if y is None:
+        return None
+    y = torch.as_tensor(y, device=device)
+    if y.ndim == 0:
+        return y.expand(batch)
+    if y.ndim != 1 or y.shape[0] != batch:
+        raise ValueError(f"y must be an int or a tensor of shape (B,) = ({batch},), got shape {tuple(y.shape)}")
+    return y
+
+
+def eps_fn(model: Callable, sde, prediction: str = "eps", y=None,
+           guidance: float | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    r"""Wrap a network into $\varepsilon(x, t)$, optionally class-conditional with classifier-free guidance.
+
+    With guidance weight $w$ (Ho & Salimans, 2022):
+    $\tilde\varepsilon = (1 + w)\,\varepsilon_\theta(x, t, y) - w\,\varepsilon_\theta(x, t, \varnothing)$, where
+    $\varnothing$ is the null label (`y = -1`); $w = 0$ is the plain conditional model. Both passes run as one
+    batch of size `2B`. The returned function does not change grad mode or `model.train()/eval()`: call it
+    under `torch.no_grad()` and on `model.eval()` (or the EMA copy) when sampling.
+
+    Args:
+        model: called as `model(x, t)`, or `model(x, t, y)` when `y` is given.
+        sde: the SDE the model was trained with.
+        prediction: what the model outputs, one of `PREDICTIONS`.
+        y: class label(s): an int or a long tensor `(B,)`; None for an unconditional model.
+        guidance: $w \ge 0$, or None for no guidance (needs `y`).
+    Returns:
+        `f(x, t) -> (B, ...)` with `t` a scalar or `(B,)`.
+    """
+    _check_prediction("prediction", prediction)
+    if guidance is not None:
+        if y is None:
+            raise ValueError("guidance needs class labels y (classifier-free guidance mixes y with the null label)")
+        if not float(guidance) >= 0:
+            raise ValueError(f"guidance must be a number >= 0 (or None), got {guidance!r}")
+        guidance = float(guidance)
+
+    def f(x: torch.Tensor, t) -> torch.Tensor:
+        t = sde._t(t, x)
+        check_batch(x, t)
+        t = t.expand(x.shape[0]) if t.ndim == 0 or t.shape[0] == 1 else t
+        labels = _labels(y, x.shape[0], x.device)
+        if labels is None:
+            out = model(x, t)
+        elif guidance is None:
+            out = model(x, t, labels)
+        else:
+            both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, torch.full_like(labels, -1)]))
+            cond, uncond = both.chunk(2)
+            out = (1 + guidance) * cond - guidance * uncond
+        return convert(out, x, t, sde, source=prediction, target="eps")
+
+    return f
+
+
+def score_fn(model: Callable, sde, prediction: str = "eps", y=None,
+             guidance: float | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    r"""Wrap a network into the score $s_\theta(x, t) = -\tilde\varepsilon(x, t)/\sigma(t)$ that samplers take.
+
+    Same arguments as `eps_fn` (guidance is applied to $\varepsilon$, equivalently to the score, since the
+    conversion is affine in the prediction).
+    """
+    eps = eps_fn(model, sde, prediction, y, guidance)
+
+    def f(x: torch.Tensor, t) -> torch.Tensor:
+        return eps_to_score(eps(x, t), x, t, sde)
+
+    return f

@@ -1,0 +1,302 @@
+r"""The training loop: AdamW on the denoising score-matching loss, EMA weights, gradient clipping, bf16 autocast on
+CUDA, a progress bar, and atomic checkpoints from which an interrupted run resumes exactly (chapters "Training a
+score model" and "MNIST").
+
+One step: draw a batch (by index from an in-memory tensor, or from a sampler `fn(n, generator)`), compute
+`sdelab.losses.dsm_loss`, clip the gradient norm, take an AdamW step, and update the EMA
+$\bar\theta \leftarrow d_n\bar\theta + (1 - d_n)\theta$ with $d_n = \min(d, (1 + n)/(10 + n))$ (a warm-up so that short
+runs are not dominated by the initial weights). All randomness flows through one CPU generator (and torch's CPU RNG
+for dropout), both stored in the checkpoint, so on the CPU a resumed run is bitwise the run that was not stopped.
+
+The network called in the loop (`net`, maybe `torch.compile`d; later a `DistributedDataParallel` wrapper) is kept
+apart from `model`, whose `state_dict` is what the checkpoint stores.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import signal
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .losses import dsm_loss
+from .utils import default_device
+
+__all__ = ["train", "TrainResult", "save_checkpoint", "load_checkpoint", "load_weights"]
+
+_LOSS_KEYS = ("weighting", "prediction", "t_eps", "p_uncond")
+
+
+@dataclass
+class TrainResult:
+    """What `train` returns: the trained `model`, its EMA copy `ema` (use it for sampling), the loss of every step
+    (`losses[i]` is the loss of step i + 1), the final `step`, the step it started (or resumed) from, and the
+    seconds spent in this call."""
+
+    model: nn.Module
+    ema: nn.Module
+    losses: list[float] = field(default_factory=list)
+    step: int = 0
+    start_step: int = 0
+    seconds: float = 0.0
+    checkpoint: str | None = None
+
+
+def save_checkpoint(path, state: dict) -> None:
+    """Write `state` with `torch.save` atomically: into a temporary file in the same folder, then `os.replace`.
+
+    A crash or kill mid-write leaves the previous checkpoint at `path` untouched (and no partial file behind).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    """Load a checkpoint written by `train` with `torch.load(weights_only=True)` (only tensors and plain data)."""
+    return torch.load(Path(path), map_location=map_location, weights_only=True)
+
+
+def load_weights(model: nn.Module, path, *, ema: bool = True) -> nn.Module:
+    """Load the EMA weights (or, with `ema=False`, the raw weights) of a `train` checkpoint into `model`."""
+    model.load_state_dict(load_checkpoint(path)["ema" if ema else "model"])
+    return model
+
+
+def _rng_state(generator: torch.Generator | None) -> dict:
+    state = {"torch": torch.get_rng_state(), "generator": generator.get_state() if generator is not None else None}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict, generator: torch.Generator | None) -> None:
+    torch.set_rng_state(state["torch"])
+    if generator is not None and state.get("generator") is not None:
+        generator.set_state(state["generator"])
+    if state.get("cuda") is not None and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class _DeferInterrupt:
+    """While active (main thread, default handler only), Ctrl-C sets `requested` instead of raising, so the loop can
+    finish the step, write a consistent checkpoint and then raise. A second Ctrl-C raises at once."""
+
+    def __enter__(self):
+        self.requested, self.old = False, None
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self.old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+        return False
+
+
+def _check_args(steps, batch_size, lr, ema_decay, grad_clip, checkpoint_every, log_every, warmup, weight_decay,
+                generator, loss_kwargs):
+    for name, v in (("steps", steps), ("batch_size", batch_size), ("checkpoint_every", checkpoint_every),
+                    ("log_every", log_every)):
+        if isinstance(v, bool) or int(v) != v or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    if isinstance(warmup, bool) or int(warmup) != warmup or warmup < 0:
+        raise ValueError(f"warmup must be an integer >= 0, got {warmup!r}")
+    if not float(lr) > 0 or lr == float("inf"):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    if not 0 <= float(ema_decay) < 1:
+        raise ValueError(f"ema_decay must lie in [0, 1), got {ema_decay!r}")
+    if grad_clip is not None and not float(grad_clip) > 0:
+        raise ValueError(f"grad_clip must be > 0 or None, got {grad_clip!r}")
+    if not float(weight_decay) >= 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+    if generator is not None and (not isinstance(generator, torch.Generator) or generator.device.type != "cpu"):
+        raise ValueError("generator must be a CPU torch.Generator (draws happen on the CPU, then move to the device)")
+    bad = set(loss_kwargs) - set(_LOSS_KEYS)
+    if bad:
+        raise ValueError(f"loss_kwargs may only hold {_LOSS_KEYS}, got {sorted(bad)}")
+
+
+def train(model: nn.Module, sde, data: torch.Tensor | Callable, *, steps: int, batch_size: int = 256, lr: float = 2e-3,
+          weight_decay: float = 0.0, warmup: int = 0, ema_decay: float = 0.999, grad_clip: float | None = 1.0,
+          checkpoint=None, checkpoint_every: int = 1000, device=None, amp: bool | None = None,
+          compile: bool = False, progress: bool = True, generator: torch.Generator | None = None,
+          loss_kwargs: dict | None = None, labels: torch.Tensor | None = None, log_every: int = 50,
+          meta: dict | None = None) -> TrainResult:
+    r"""Train `model` (in place) with denoising score matching on `data`; return a `TrainResult`.
+
+    Args:
+        model: network `model(x, t[, y])` predicting what `loss_kwargs["prediction"]` says ($\varepsilon$ by default).
+        sde: the forward SDE.
+        data: a tensor `(N, ...)` (moved to `device` once; batches drawn by index with replacement), or a sampler
+            `fn(n, generator) -> x` or `-> (x, y)` for infinite data.
+        steps: total number of optimisation steps (a resumed run continues up to `steps`).
+        batch_size, lr, weight_decay: AdamW settings (betas 0.9, 0.999); `warmup` linear lr warm-up steps.
+        ema_decay: $d \in [0, 1)$ of the exponential moving average.
+        grad_clip: max gradient norm, or None.
+        checkpoint: a file path; written atomically every `checkpoint_every` steps, at the end and on Ctrl-C; if it
+            exists, training resumes from it (and returns at once when it already holds `steps` steps).
+        device: None for `sdelab.utils.default_device()` (CUDA when available).
+        amp: bf16 autocast; None means on for CUDA, off otherwise (True on the CPU is an error).
+        compile: run the network through `torch.compile`.
+        progress: show a tqdm bar with the loss, it/s and samples/s.
+        generator: CPU generator for every draw (None: torch's global RNG). Both states are checkpointed and, on
+            resume, overwrite those of `generator` and of torch's CPU RNG.
+        loss_kwargs: `weighting`, `prediction`, `t_eps`, `p_uncond` for `dsm_loss`.
+        labels: class labels `(N,)` aligned with a data tensor (class-conditional training).
+        log_every: steps between progress updates (and loss read-backs from the device).
+        meta: plain data (str, numbers, lists, dicts) stored in the checkpoint, e.g. the model's constructor args.
+    Raises:
+        KeyboardInterrupt: after writing a checkpoint (when `checkpoint` is set), so nothing is lost.
+    """
+    loss_kwargs = dict(loss_kwargs or {})
+    _check_args(steps, batch_size, lr, ema_decay, grad_clip, checkpoint_every, log_every, warmup, weight_decay,
+                generator, loss_kwargs)
+    steps, batch_size, log_every, checkpoint_every = int(steps), int(batch_size), int(log_every), int(checkpoint_every)
+    device = torch.device(device) if device is not None else default_device()
+    amp = device.type == "cuda" if amp is None else bool(amp)
+    if amp and device.type != "cuda":
+        raise ValueError(f"amp=True needs a CUDA device (bf16 autocast is used on CUDA only), got device {device}")
+    model.to(device)
+    if callable(data) and not torch.is_tensor(data):
+        if labels is not None:
+            raise ValueError("labels go with a data tensor; a sampler fn(n, generator) returns (x, y) itself")
+        sampler = data
+    else:
+        data = torch.as_tensor(data).to(device)
+        if data.ndim < 2 or data.shape[0] < 1:
+            raise ValueError(f"data must be a tensor of shape (N, ...) with N >= 1, or a sampler fn(n, generator); "
+                             f"got shape {tuple(data.shape)}")
+        if labels is not None:
+            labels = torch.as_tensor(labels).to(device)
+            if labels.shape != data.shape[:1]:
+                raise ValueError(f"labels must have shape (N,) = ({data.shape[0]},), got {tuple(labels.shape)}")
+
+        def sampler(n, gen):
+            idx = torch.randint(data.shape[0], (n,), generator=gen).to(device)
+            return data[idx] if labels is None else (data[idx], labels[idx])
+
+    ema = copy.deepcopy(model).requires_grad_(False).eval()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    losses: list[float] = []
+    step = 0
+    config = {"batch_size": batch_size, "lr": float(lr), "ema_decay": float(ema_decay),
+              "loss_kwargs": {k: v if isinstance(v, (str, int, float)) else repr(v) for k, v in loss_kwargs.items()}}
+    path = Path(checkpoint) if checkpoint is not None else None
+    if path is not None and path.exists():
+        ck = load_checkpoint(path)
+        model.load_state_dict(ck["model"])
+        ema.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["optimizer"])
+        step, losses = int(ck["step"]), ck["losses"].tolist()
+        if generator is None and ck["rng"].get("generator") is not None:
+            generator = torch.Generator()
+        _set_rng_state(ck["rng"], generator)
+        changed = [k for k in config if ck.get("config", {}).get(k) != config[k]]
+        if changed:
+            warnings.warn(f"resuming {path} with different settings {changed}: the run will not repeat exactly",
+                          stacklevel=2)
+    start = step
+    net = torch.compile(model) if compile else model
+    params, ema_params = list(model.parameters()), list(ema.parameters())
+
+    def state(rng: dict) -> dict:
+        return {"format": "sdelab-train-v1", "step": step, "model": model.state_dict(), "ema": ema.state_dict(),
+                "optimizer": opt.state_dict(), "losses": torch.tensor(losses, dtype=torch.float64), "rng": rng,
+                "config": config, "meta": meta or {}}
+
+    pending: list[torch.Tensor] = []
+
+    def flush():
+        if pending:
+            vals = torch.stack(pending).float().tolist()
+            pending.clear()
+            losses.extend(vals)
+            bad = [v for v in vals if not math.isfinite(v)]
+            if bad:
+                raise FloatingPointError(f"non-finite training loss {bad[0]} at or before step {step}; lower lr or "
+                                         f"check the data (last checkpoint: {path})")
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=steps, initial=step, disable=not progress or step >= steps, desc="train", unit="it")
+    model.train()
+    t0 = tick = time.perf_counter()
+    tick_step, in_update, snapshot = step, False, None
+    try:
+        with _DeferInterrupt() as sigint:
+            while step < steps:
+                snapshot = _rng_state(generator)  # the state a checkpoint needs if this step is cut short
+                batch = sampler(batch_size, generator)
+                x, y = batch if isinstance(batch, (tuple, list)) else (batch, None)
+                x = x.to(device)
+                y = y.to(device) if y is not None else None
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                    loss = dsm_loss(net, sde, x, generator=generator, y=y, **loss_kwargs)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if grad_clip is not None:
+                    nn.utils.clip_grad_norm_(params, grad_clip)
+                for g in opt.param_groups:
+                    g["lr"] = lr * min(1.0, (step + 1) / warmup) if warmup else lr
+                in_update = True
+                opt.step()
+                d = min(ema_decay, (1 + step) / (10 + step))
+                with torch.no_grad():
+                    for e, p in zip(ema_params, params):
+                        e.lerp_(p, 1 - d)
+                    for e, b in zip(ema.buffers(), model.buffers()):
+                        e.copy_(b)
+                pending.append(loss.detach())
+                step += 1
+                in_update, snapshot = False, None
+                bar.update(1)
+                if step % log_every == 0 or step == steps or sigint.requested:
+                    flush()
+                    now = time.perf_counter()
+                    rate = (step - tick_step) / max(now - tick, 1e-9)
+                    bar.set_postfix(loss=f"{losses[-1]:.4f}", samples_s=f"{rate * batch_size:,.0f}")
+                    tick, tick_step = now, step
+                if path is not None and (step % checkpoint_every == 0 or step == steps):
+                    flush()
+                    save_checkpoint(path, state(_rng_state(generator)))
+                if sigint.requested:  # Ctrl-C arrived during the step, which is now complete
+                    raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        if path is not None:
+            # Cut short before the update: the state is that of `step` steps with the RNG as it was when the
+            # unfinished step began. Inside the update (only possible for a second Ctrl-C) it is a best effort.
+            if in_update:
+                warnings.warn("interrupted inside a parameter update: the checkpoint may hold a partial step")
+            flush()
+            save_checkpoint(path, state(snapshot if snapshot is not None and not in_update else _rng_state(generator)))
+            bar.write(f"interrupted at step {step}: checkpoint written to {path}")
+        raise
+    finally:
+        bar.close()
+    model.eval()
+    return TrainResult(model=model, ema=ema, losses=losses, step=step, start_step=start,
+                       seconds=time.perf_counter() - t0, checkpoint=str(path) if path is not None else None)
