@@ -225,6 +225,8 @@ class VPSDE(_BetaSDE):
 
     def exact_discrete_betas(self, N: int) -> torch.Tensor:
         r"""$\beta_i = 1 - e^{-(B(t_i) - B(t_{i-1}))}$: the betas for which $\prod_i (1 - \beta_i) = e^{-B(t_N)}$ exactly."""
+        if int(N) < 1:
+            raise ValueError(f"N must be an integer >= 1, got {N!r}")
         t = torch.linspace(0, self.T, int(N) + 1, dtype=torch.float64)
         return -torch.expm1(-torch.diff(self.schedule.integral(t)))
 
@@ -293,7 +295,7 @@ def reverse_drift(sde: SDE, score_fn: ScoreFn, x: torch.Tensor, t, *, lam: float
     """
     t = sde._t(t, x)
     check_batch(x, t)
-    if t.ndim == 0:
+    if t.ndim == 0 or t.shape[0] != x.shape[0]:
         t = t.expand(x.shape[0])
     g2 = append_dims(sde._diffusion(t) ** 2, x.ndim)
     return append_dims(sde._drift_coeff(t), x.ndim) * x - 0.5 * (1 + lam**2) * g2 * score_fn(x, t)

@@ -10,7 +10,7 @@ import torch
 
 __all__ = [
     "append_dims", "quick", "pick", "seed_everything", "default_device", "setup",
-    "check_finite", "check_time", "check_grid", "check_positive", "as_time",
+    "check_finite", "check_time", "check_grid", "check_positive", "check_batch", "as_time",
 ]
 
 

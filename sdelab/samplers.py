@@ -1,0 +1,256 @@
+r"""Samplers for the reverse-time SDE and the probability-flow ODE (chapter "Sampling").
+
+Every sampler has one signature, `sampler(score_fn, sde, x, ts, *, generator=None, callback=None) -> x0`:
+
+* `score_fn(x, t)` returns $\nabla_x \log p_t(x)$ for `x` of shape `(B, ...)` and `t` of shape `(B,)`;
+* `x` is the starting point at `ts[0]` (usually `sde.prior_sample(...)`), shape `(B, ...)`;
+* `ts` is a strictly decreasing 1-D grid from about $T$ to a small $\epsilon$ (`sde.time_grid(n)`);
+* `generator` draws the noise (on the CPU, then moved to `x.device`), so a seed fixes the output;
+* `callback(i, t, x)` is called after step `i` (0-based) with the time `t` (a float) just reached.
+
+All of them integrate $dx = [a(t)x - c\,g(t)^2\nabla_x\log p_t(x)]\,dt + \lambda g(t)\,d\bar w$ with $dt < 0$:
+$c = 1, \lambda = 1$ for the reverse SDE and $c = \tfrac12, \lambda = 0$ for the probability-flow ODE.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .sde import SDE
+from .utils import check_finite, check_grid
+
+__all__ = ["euler_maruyama", "predictor_corrector", "pf_ode_euler", "pf_ode_heun", "pf_ode_rk45",
+           "CountingScore", "trajectory", "SAMPLERS"]
+
+ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Callback = Callable[[int, float, torch.Tensor], None] | None
+
+
+class CountingScore:
+    """Wrap a `score_fn` (or `eps_fn`) and count its calls: `.nfe`, the number of function evaluations.
+
+    A batched call counts once, whatever the batch size. Works with every sampler. `reset()` sets it to 0.
+    """
+
+    def __init__(self, score_fn: ScoreFn):
+        self.score_fn = score_fn
+        self.nfe = 0
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        self.nfe += 1
+        return self.score_fn(x, t)
+
+    def reset(self) -> None:
+        self.nfe = 0
+
+
+# ---------------------------------------------------------------------- shared pieces
+def _prepare(sde: SDE, x: torch.Tensor, ts) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate `x` and the grid once; return `ts` on `x`'s device in `x`'s dtype, and a CPU float64 copy."""
+    if not torch.is_tensor(x) or x.ndim < 2 or not x.is_floating_point():
+        raise ValueError(f"x must be a floating-point tensor of shape (B, ...) with at least 2 dims, got "
+                         f"{(tuple(x.shape), x.dtype) if torch.is_tensor(x) else type(x).__name__}")
+    check_finite("x", x)
+    ts = check_grid(ts, sde.T)
+    return ts.to(device=x.device, dtype=x.dtype), ts.double().cpu()
+
+
+def _score(score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    s = score_fn(x, t.expand(x.shape[0]))
+    if s.shape != x.shape:
+        raise ValueError(f"score_fn must return the shape of x, {tuple(x.shape)}, got {tuple(s.shape)}")
+    return s
+
+
+def _drift(sde: SDE, score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor, c: float) -> torch.Tensor:
+    r"""$a(t)x - c\,g(t)^2 s(x, t)$ at one grid time `t` (0-dim, already validated): the same formula as
+    `sdelab.sde.reverse_drift` with $c = (1 + \lambda^2)/2$, without re-validating `t` at every step."""
+    return sde._drift_coeff(t) * x - c * sde._diffusion(t) ** 2 * _score(score_fn, x, t)
+
+
+def _euler_step(x: torch.Tensor, drift: torch.Tensor, g, dt: float, z: torch.Tensor | None) -> torch.Tensor:
+    r"""One Euler(–Maruyama) step $x + f\,\Delta t + g\sqrt{|\Delta t|}\,z$ ($\Delta t < 0$ in reverse time;
+    `z=None` is the noise-free step, i.e. Euler on an ODE)."""
+    x = x + drift * dt
+    return x if z is None else x + g * math.sqrt(abs(dt)) * z
+
+
+def _randn(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Standard normal noise shaped like `x`, drawn on the CPU with `generator`, moved to `x.device`."""
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+
+
+def _dt(ts: torch.Tensor, i: int) -> float:
+    return float(ts[i + 1] - ts[i])  # ts is a CPU float64 copy: no device sync per step
+
+
+# ---------------------------------------------------------------------- reverse SDE
+def euler_maruyama(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, ts, *, generator: torch.Generator | None = None,
+                   callback: Callback = None, denoise_last: bool = False) -> torch.Tensor:
+    r"""Euler–Maruyama on the reverse SDE $dx = [a x - g^2 \nabla\log p_t]\,dt + g\,d\bar w$, $dt < 0$.
+
+    Step: $x \leftarrow x + (a x - g^2 s)\,\Delta t + g\sqrt{|\Delta t|}\,z$, noise at every step (the plain
+    scheme, weak order 1). With `denoise_last=True` the last step adds no noise and returns its mean, as
+    Song et al. (2021) do for images; on a coarse grid that over-sharpens the sample (the dropped noise
+    $g^2|\Delta t|$ exceeds $\sigma(\epsilon)^2$), so it is off by default. Shapes: `x` `(B, ...)` in and out.
+    """
+    ts, tc = _prepare(sde, x, ts)
+    n = len(ts) - 1
+    for i in range(n):
+        t, dt = ts[i], _dt(tc, i)
+        z = None if (denoise_last and i == n - 1) else _randn(x, generator)
+        x = _euler_step(x, _drift(sde, score_fn, x, t, 1.0), sde._diffusion(t), dt, z)
+        if callback is not None:
+            callback(i, float(tc[i + 1]), x)
+    return x
+
+
+def _langevin(score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor, snr: float, alpha: float, generator):
+    r"""One Langevin corrector step $x \leftarrow x + \epsilon s + \sqrt{2\epsilon}\,z$ with Song et al.'s step size
+    $\epsilon = 2\alpha\,(r\,\overline{|z|}/\overline{|s|})^2$, norms averaged over the batch."""
+    s = _score(score_fn, x, t)
+    z = _randn(x, generator)
+    s_norm = s.flatten(1).norm(dim=1).mean()
+    z_norm = z.flatten(1).norm(dim=1).mean()
+    eps = 2 * alpha * (snr * z_norm / s_norm.clamp_min(torch.finfo(s.dtype).tiny)) ** 2
+    return x + eps * s + torch.sqrt(2 * eps) * z
+
+
+def predictor_corrector(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, ts, *, snr: float = 0.16,
+                        n_corrector: int = 1, generator: torch.Generator | None = None,
+                        callback: Callback = None, denoise_last: bool = False) -> torch.Tensor:
+    r"""Predictor–corrector sampling (Song et al., 2021, Alg. 1–3): at each grid time `n_corrector`
+    Langevin steps at fixed $t$, then one Euler–Maruyama predictor step to the next time.
+
+    The Langevin step size is $\epsilon = 2\alpha_i (r\,\overline{|z|}/\overline{|s|})^2$ with $r$ = `snr` and
+    $\alpha_i = \bar\alpha(t_i)/\bar\alpha(t_{i+1})$, which is DDPM's $1 - \beta_i$ for VP on its grid and 1 for VE
+    (Song et al. also use 1 for sub-VP). As in the reference code, the batch-averaged norms make the
+    step size depend on the whole batch. `denoise_last` as in `euler_maruyama` (Song et al. use True).
+    Costs `(n_corrector + 1)` score evaluations per step.
+    """
+    if not (math.isfinite(snr) and snr > 0):
+        raise ValueError(f"snr must be a finite number > 0, got {snr!r}")
+    if int(n_corrector) != n_corrector or n_corrector < 0:
+        raise ValueError(f"n_corrector must be an integer >= 0, got {n_corrector!r}")
+    ts, tc = _prepare(sde, x, ts)
+    n = len(ts) - 1
+    abar = sde._mean_coeff(tc) ** 2
+    for i in range(n):
+        t, dt = ts[i], _dt(tc, i)
+        alpha = float(abar[i] / abar[i + 1])
+        for _ in range(int(n_corrector)):
+            x = _langevin(score_fn, x, t, snr, alpha, generator)
+        z = None if (denoise_last and i == n - 1) else _randn(x, generator)
+        x = _euler_step(x, _drift(sde, score_fn, x, t, 1.0), sde._diffusion(t), dt, z)
+        if callback is not None:
+            callback(i, float(tc[i + 1]), x)
+    return x
+
+
+# ---------------------------------------------------------------------- probability-flow ODE
+def pf_ode_euler(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, ts, *, generator: torch.Generator | None = None,
+                 callback: Callback = None) -> torch.Tensor:
+    r"""Euler's method on the probability-flow ODE $dx/dt = a x - \tfrac12 g^2\nabla\log p_t$ (global order 1).
+
+    `generator` is accepted for the common signature and not used. One score evaluation per step.
+    """
+    ts, tc = _prepare(sde, x, ts)
+    for i in range(len(ts) - 1):
+        x = _euler_step(x, _drift(sde, score_fn, x, ts[i], 0.5), 0.0, _dt(tc, i), None)
+        if callback is not None:
+            callback(i, float(tc[i + 1]), x)
+    return x
+
+
+def pf_ode_heun(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, ts, *, generator: torch.Generator | None = None,
+                callback: Callback = None) -> torch.Tensor:
+    r"""Heun's method (explicit trapezoid) on the probability-flow ODE (global order 2).
+
+    $\tilde x = x + v(x, t)\,\Delta t$, then $x \leftarrow x + \tfrac12[v(x, t) + v(\tilde x, t + \Delta t)]\,\Delta t$.
+    A step that ends exactly at $t = 0$, where the score may be singular (a network is never trained
+    there), is a plain Euler step, as in Karras et al. (2022); with the usual end time $\epsilon > 0$
+    every step is a Heun step. Two score evaluations per Heun step.
+    """
+    ts, tc = _prepare(sde, x, ts)
+    for i in range(len(ts) - 1):
+        t, t_next, dt = ts[i], ts[i + 1], _dt(tc, i)
+        d1 = _drift(sde, score_fn, x, t, 0.5)
+        x_pred = _euler_step(x, d1, 0.0, dt, None)
+        if tc[i + 1] > 0:
+            x = _euler_step(x, 0.5 * (d1 + _drift(sde, score_fn, x_pred, t_next, 0.5)), 0.0, dt, None)
+        else:
+            x = x_pred
+        if callback is not None:
+            callback(i, float(tc[i + 1]), x)
+    return x
+
+
+def pf_ode_rk45(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, ts, *, rtol: float = 1e-5, atol: float = 1e-5,
+                generator: torch.Generator | None = None, callback: Callback = None,
+                return_info: bool = False):
+    r"""Adaptive Dormand–Prince RK45 (`scipy.integrate.solve_ivp`) on the probability-flow ODE.
+
+    Integrates from `ts[0]` to `ts[-1]` on the flattened state in float64 (the score is evaluated in
+    `x`'s dtype on `x`'s device); the solution is reported at every grid time (`t_eval = ts`), which is
+    where `callback` is called; the step sizes are the solver's own. `generator` is not used.
+
+    Returns:
+        `x0` of the shape and dtype of `x`; with `return_info=True`, `(x0, info)` where `info["nfe"]` is
+        the number of score evaluations (batched calls count once) and `info["message"]` the solver's.
+    """
+    from scipy.integrate import solve_ivp
+
+    for name, v in (("rtol", rtol), ("atol", atol)):
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+    ts, tc = _prepare(sde, x, ts)
+    shape, dtype, device = x.shape, x.dtype, x.device
+    t_hi, t_lo = float(tc[0]), float(tc[-1])
+
+    def velocity(t: float, y: np.ndarray) -> np.ndarray:
+        xt = torch.from_numpy(y).reshape(shape).to(device=device, dtype=dtype)
+        tt = torch.tensor(min(max(t, t_lo), t_hi), dtype=dtype, device=device)
+        with torch.no_grad():
+            v = _drift(sde, score_fn, xt, tt, 0.5)
+        return v.detach().to("cpu", torch.float64).numpy().ravel()
+
+    y0 = x.detach().to("cpu", torch.float64).numpy().ravel()
+    t_eval = tc.numpy()
+    sol = solve_ivp(velocity, (t_hi, t_lo), y0, method="RK45", t_eval=t_eval, rtol=rtol, atol=atol)
+    if not sol.success:
+        raise RuntimeError(f"pf_ode_rk45: solve_ivp failed: {sol.message}")
+    states = [torch.from_numpy(sol.y[:, j].copy()).reshape(shape).to(device=device, dtype=dtype)
+              for j in range(sol.y.shape[1])]
+    if callback is not None:
+        for j in range(1, len(states)):
+            callback(j - 1, float(sol.t[j]), states[j])
+    if return_info:
+        return states[-1], {"nfe": int(sol.nfev), "message": sol.message}
+    return states[-1]
+
+
+# ---------------------------------------------------------------------- helpers
+def trajectory(sampler: Callable, score_fn: ScoreFn, sde: SDE, x: torch.Tensor, ts, **kwargs):
+    """Run `sampler` and keep every state: returns `(x0, xs)` with `xs` of shape `(len(ts), B, ...)`,
+    `xs[0] = x` and `xs[i]` the state at `ts[i]` (the layout `sdelab.plot.paths` plots)."""
+    user_cb = kwargs.pop("callback", None)
+    xs = [x.detach().clone()]
+
+    def keep(i, t, xi):
+        xs.append(xi.detach().clone())
+        if user_cb is not None:
+            user_cb(i, t, xi)
+
+    x0 = sampler(score_fn, sde, x, ts, callback=keep, **kwargs)
+    return x0, torch.stack(xs)
+
+
+SAMPLERS: dict[str, Callable] = {
+    "em": euler_maruyama, "pc": predictor_corrector, "euler": pf_ode_euler, "heun": pf_ode_heun,
+    "rk45": pf_ode_rk45,
+}
+"""Name -> score-based sampler with the common signature (the DDPM/DDIM/DPM-Solver samplers in
+`sdelab.discrete` take a noise predictor instead)."""
