@@ -1,7 +1,7 @@
 r"""MNIST for the image chapters: the canonical IDX files, downloaded once with checksums, or an offline fallback.
 
-`mnist(split)` returns images `(N, 1, 28, 28)` float32 scaled to $[-1, 1]$ ($x = p/127.5 - 1$ for pixel $p \in
-\{0..255\}$) and labels `(N,)` int64. Where the files are looked for, in this order: `root` if given, else the folder
+`mnist(split)` returns images `(N, 1, 28, 28)` float32 scaled to $[-1, 1]$ ($x = p/127.5 - 1$ for pixel
+$p \in \{0, \dots, 255\}$) and labels `(N,)` int64. Where the files are looked for, in this order: `root` if given, else the folder
 in `$SDELAB_DATA`, else `~/.cache/sdelab/mnist` (`$XDG_CACHE_HOME` respected). Each file may be raw
 (`train-images-idx3-ubyte`) or gzipped (`train-images-idx3-ubyte.gz`).
 

@@ -9,12 +9,11 @@ multiply by $d$ for the sum). Whatever the network predicts, its output is mappe
 `sdelab.param`, and the loss is evaluated in the network's own space with the equivalent weight, which avoids
 dividing by a tiny $\sigma$:
 
-| prediction | residual $r$ | loss per sample |
-|---|---|---|
-| `eps`   | $\varepsilon_\theta - \varepsilon$ | $\lambda/\sigma^2\,\|r\|^2$ |
-| `score` | $s_\theta + \varepsilon/\sigma$ | $\lambda\,\|r\|^2$ |
-| `x0`    | $x_{0,\theta} - x_0$ | $\lambda\,\alpha^2/\sigma^4\,\|r\|^2$ |
-| `v`     | $v_\theta - v$, $v = \alpha\varepsilon - \sigma x_0$ | $\lambda\,\alpha^2/(\sigma^2 (\alpha^2+\sigma^2)^2)\,\|r\|^2$ |
+* `eps`: residual $r = \varepsilon_\theta - \varepsilon$, loss $\lambda/\sigma^2\,\|r\|^2$;
+* `score`: residual $r = s_\theta + \varepsilon/\sigma$, loss $\lambda\,\|r\|^2$;
+* `x0`: residual $r = x_{0,\theta} - x_0$, loss $\lambda\,\alpha^2/\sigma^4\,\|r\|^2$;
+* `v`: residual $r = v_\theta - v$ with $v = \alpha\varepsilon - \sigma x_0$, loss
+  $\lambda\,\alpha^2/(\sigma^2 (\alpha^2+\sigma^2)^2)\,\|r\|^2$.
 """
 from __future__ import annotations
 

@@ -96,9 +96,13 @@ def _sq_dists(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def mmd(a, b, bandwidths=None, *, unbiased: bool = True) -> torch.Tensor:
     r"""Squared MMD with the kernel $k(x, y) = \sum_h \exp(-|x - y|^2/(2h^2))$.
 
-    Unbiased (default): the U-statistic $\frac{1}{n(n-1)}\sum_{i\ne j} k(a_i, a_j) + \frac{1}{m(m-1)}\sum_{i\ne j} k(b_i, b_j)
-    - \frac{2}{nm}\sum_{i,j} k(a_i, b_j)$, whose mean is the population $\mathrm{MMD}^2$ (it can be slightly
-    negative); `unbiased=False` gives the V-statistic (diagonals included, always >= 0).
+    Unbiased (default): the U-statistic
+
+    $$\frac{1}{n(n-1)}\sum_{i\ne j} k(a_i, a_j) + \frac{1}{m(m-1)}\sum_{i\ne j} k(b_i, b_j)
+    - \frac{2}{nm}\sum_{i,j} k(a_i, b_j),$$
+
+    whose mean is the population $\mathrm{MMD}^2$ (it can be slightly negative); `unbiased=False` gives the
+    V-statistic (diagonals included, always >= 0).
 
     Args:
         a: `(n, ...)`; b: `(m, ...)` (flattened per point); n, m >= 2 for the unbiased estimate.

@@ -1,0 +1,21 @@
+import importlib.util
+from pathlib import Path
+
+spec = importlib.util.spec_from_file_location("docstring_math", Path(__file__).parents[1] / "book/_ext/docstring_math.py")
+ext = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ext)
+
+
+def test_inline_math_becomes_math_role():
+    (line,) = ext.convert([r"mean $\alpha(t) x_0$ and std."])
+    assert r":math:`\alpha(t) x_0`" in line and "$" not in line
+
+
+def test_display_math_over_lines_becomes_directive():
+    out = ext.convert(["text", r"    $$a + b", r"    = c$$", "after"])
+    assert "    .. math::" in out and "       a + b" in out and "       = c" in out and out[-1] == "after"
+
+
+def test_dollars_in_code_are_kept():
+    (line,) = ext.convert(["set `$SDELAB_DATA` to a folder"])
+    assert line == "set `$SDELAB_DATA` to a folder"
