@@ -11,12 +11,13 @@ STAMP := $(VENV)/.sdelab-installed
 JOBS ?= 2
 BOOK_FLAGS ?= -W -n --keep-going
 
-.PHONY: help install test unit notebooks book-check book chapter lab bench checkpoints clean
+.PHONY: help install test unit notebooks book-check book chapter linkcheck lab bench checkpoints clean
 
 help:
 	@echo "make book     install, execute every notebook and build the HTML book into _build/html"
 	@echo "make test     install, run unit tests, notebooks under nbval (quick mode) and a strict book build"
 	@echo "make chapter NB=book/part1/sde_basics.ipynb   strict quick-mode build of one chapter into _build/chapter"
+	@echo "make linkcheck  check every external link of the book (needs the network)"
 	@echo "make lab      open JupyterLab on book/"
 	@echo "make bench    speed and memory benchmark (python -m sdelab bench)"
 	@echo "make clean    remove build outputs (keeps .venv)"
@@ -50,6 +51,9 @@ chapter: install
 	@toc=$$(mktemp --suffix=.yml) && printf 'format: jb-book\nroot: %s\n' "$(basename $(NB))" > $$toc && \
 	SDELAB_QUICK=1 SDELAB_STATIC=1 $(BIN)/jupyter-book build . --toc $$toc --path-output _build/chapter/$(notdir $(basename $(NB))) $(BOOK_FLAGS); \
 	rc=$$?; rm -f $$toc; exit $$rc
+
+linkcheck: install
+	SDELAB_QUICK=1 SDELAB_STATIC=1 $(BIN)/jupyter-book build . --builder linkcheck
 
 lab: install
 	$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install -q jupyterlab
