@@ -10,7 +10,7 @@ import sympy as sp
 
 __all__ = [
     "DerivationError", "check_equal", "check_zero", "check_series", "check_solves", "show",
-    "positive_symbols", "B_of_t", "substitute_B",
+    "positive_symbols", "B_of_t", "substitute_B", "named",
 ]
 
 
@@ -73,6 +73,11 @@ def show(*exprs):
     except ImportError:  # pragma: no cover
         for e in exprs:
             print(sp.pretty(e))
+
+
+def named(name: str, expr) -> sp.Eq:
+    """The equation `name = expr` for display, `name` written in LaTeX (sympy would evaluate a left side)."""
+    return sp.Eq(sp.Symbol(name), expr, evaluate=False)
 
 
 def positive_symbols(names: str):

@@ -29,3 +29,8 @@ def test_expect_array_and_callable():
 def test_correct_prints(capsys):
     msg = correct("Well done.")
     assert msg.startswith("Correct!") and "Well done." in capsys.readouterr().out
+
+
+def test_feedback_is_not_echoed_by_ipython():
+    msg = correct("Fine.")
+    assert hasattr(msg, "_ipython_display_") and msg._ipython_display_() is None

@@ -12,7 +12,13 @@ class WrongAnswer(AssertionError):
 
 
 class Feedback(str):
-    """The success message a checker returns (a `str`, so tests can inspect it)."""
+    """The success message a checker returns (a `str`, so tests can inspect it).
+
+    `correct()` has already printed it, so a notebook cell ending in a checker call does not echo it again.
+    """
+
+    def _ipython_display_(self):
+        pass
 
 
 def correct(message: str) -> Feedback:
