@@ -7,9 +7,10 @@ renders as LaTeX in a notebook.
 from __future__ import annotations
 
 import sympy as sp
+from sympy.printing.latex import LatexPrinter
 
 __all__ = [
-    "DerivationError", "check_equal", "check_zero", "check_series", "check_solves", "show",
+    "DerivationError", "check_equal", "check_zero", "check_series", "check_solves", "show", "latex",
     "positive_symbols", "B_of_t", "substitute_B", "named",
 ]
 
@@ -63,13 +64,28 @@ def check_solves(ode: sp.Eq, solution, func, var, *, label: str = "") -> sp.Eq:
     return sp.Eq(func, solution, evaluate=False)
 
 
+class _Latex(LatexPrinter):
+    """sympy's LaTeX, except that a product under a derivative gets parentheses: d/dx (f p), not d/dx f p."""
+
+    def _print_Derivative(self, expr):
+        out, body = super()._print_Derivative(expr), self._print(expr.expr)
+        if isinstance(expr.expr, sp.Mul) and out.endswith(" " + body):
+            out = out[: -len(body)] + r"\left(" + body + r"\right)"
+        return out
+
+
+def latex(expr) -> str:
+    """LaTeX for `expr` as the book prints it (see `_Latex`)."""
+    return _Latex().doprint(expr)
+
+
 def show(*exprs):
     """Display expressions as LaTeX in a notebook (plain text elsewhere)."""
     try:
         from IPython.display import Math, display
 
         for e in exprs:
-            display(Math(sp.latex(e)))
+            display(Math(latex(e)))
     except ImportError:  # pragma: no cover
         for e in exprs:
             print(sp.pretty(e))

@@ -34,3 +34,10 @@ def test_B_trick_solves_vp_mean_ode():
     m = m0 * sp.exp(-B / 2)
     lhs = S.substitute_B(sp.diff(m, t), B, beta, t)
     S.check_equal(lhs, -beta * m / 2)
+
+
+def test_latex_puts_products_under_derivatives_in_parentheses():
+    x = sp.symbols("x")
+    f, p = sp.Function("f")(x), sp.Function("p")(x)
+    out = S.latex(sp.Derivative(f * p, x))
+    assert r"\left(" in out and r"\right)" in out
