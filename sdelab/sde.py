@@ -121,12 +121,15 @@ class SDE:
         return self.mean_coeff(t) ** 2
 
     def log_snr(self, t) -> torch.Tensor:
-        r"""$\lambda(t) = \log(\alpha(t)^2 / \sigma(t)^2)$ (infinite at $t = 0$)."""
+        r"""$\log \mathrm{SNR}(t) = \log(\alpha(t)^2 / \sigma(t)^2)$ (infinite at $t = 0$)."""
         t = self._t(t)
         return 2 * (torch.log(self._mean_coeff(t)) - torch.log(self._std(t)))
 
     def marginal(self, x0: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
-        r"""Mean and std of $p_{0t}(x_t \mid x_0) = \mathcal N(\alpha(t) x_0, \sigma(t)^2 I)$.
+        r"""Mean and std of the transition kernel $p_{0t}(x_t \mid x_0) = \mathcal N(\alpha(t) x_0, \sigma(t)^2 I)$.
+
+        This is the law of $x_t$ *given* $x_0$. The marginal $p_t$ averages it over the data, and is Gaussian only
+        for Gaussian data (`sdelab.toy.GaussianMixture.noised` gives it for mixtures).
 
         Args:
             x0: data, `(B, ...)`.
@@ -220,6 +223,9 @@ class VPSDE(_BetaSDE):
         if N < 1:
             raise ValueError(f"N must be an integer >= 1, got {N!r}")
         if self.schedule.kind == "linear":
+            if self.beta_max * self.T / N >= 1:
+                raise ValueError(f"N must exceed beta_max * T = {self.beta_max * self.T:g} so that every beta_i < 1, "
+                                 f"got N={N}")
             return torch.linspace(self.beta_min * self.T / N, self.beta_max * self.T / N, N, dtype=torch.float64)
         return self.exact_discrete_betas(N)
 

@@ -57,9 +57,14 @@ def check_series(expr, var, expected, order: int, *, point=0, label: str = "") -
     return sp.Eq(expr, expected + sp.Order(var**order, (var, point)), evaluate=False)
 
 
-def check_solves(ode: sp.Eq, solution, func, var, *, label: str = "") -> sp.Eq:
-    """Assert `func = solution` satisfies `ode` (an `Eq` in `func(var)` and its derivatives)."""
+def check_solves(ode: sp.Eq, solution, func, var, *, label: str = "", subs: dict | None = None) -> sp.Eq:
+    """Assert `func = solution` satisfies `ode` (an `Eq` in `func(var)` and its derivatives).
+
+    `subs` is applied after differentiating, e.g. `{Derivative(B, t): beta}` for the B(t) trick.
+    """
     residual = (ode.lhs - ode.rhs).subs(func, solution).doit()
+    if subs:
+        residual = residual.subs(subs)
     check_zero(residual, label=label or f"{func} = {solution} solves {ode}")
     return sp.Eq(func, solution, evaluate=False)
 

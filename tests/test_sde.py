@@ -230,3 +230,8 @@ def test_utils_validation():
         with pytest.raises(ValueError, match="h must"):
             check_positive("h", bad)
     assert check_positive("h", 0, allow_zero=True) == 0.0
+
+
+def test_discrete_betas_rejects_too_few_steps():
+    with pytest.raises(ValueError, match="N must exceed"):
+        VPSDE().discrete_betas(20)

@@ -41,3 +41,13 @@ def test_latex_puts_products_under_derivatives_in_parentheses():
     f, p = sp.Function("f")(x), sp.Function("p")(x)
     out = S.latex(sp.Derivative(f * p, x))
     assert r"\left(" in out and r"\right)" in out
+
+
+def test_check_solves_with_B_substitution():
+    t, m0 = sp.symbols("t m0", positive=True)
+    B, beta = S.B_of_t(t)
+    m = sp.Function("m")
+    ode = sp.Eq(m(t).diff(t), -beta * m(t) / 2)
+    S.check_solves(ode, m0 * sp.exp(-B / 2), m(t), t, subs={sp.Derivative(B, t): beta})
+    with pytest.raises(S.DerivationError):
+        S.check_solves(ode, m0 * sp.exp(-B), m(t), t, subs={sp.Derivative(B, t): beta})
