@@ -266,10 +266,10 @@ def test_grid_ending_at_zero():
 @pytest.mark.parametrize("call, match", [
     (lambda: ddpm_schedule(VESDE(), 10), "discrete betas"),
     (lambda: ddpm_schedule(VPSDE(), 0), "N"),
-    (lambda: posterior_mean_variance(torch.zeros(2, 2), torch.zeros(2, 2), 10, ddpm_schedule(VPSDE(), 10)), "i must"),
+    (lambda: posterior_mean_variance(torch.zeros(2, 2), torch.zeros(2, 2), 40, ddpm_schedule(VPSDE(), 40)), "i must"),
     (lambda: posterior_mean_variance(torch.zeros(2, 2), torch.zeros(2, 2), torch.tensor([1, 2, 3]),
-                                     ddpm_schedule(VPSDE(), 10)), "i must"),
-    (lambda: posterior_mean_variance(torch.zeros(2, 2), torch.zeros(3, 2), 1, ddpm_schedule(VPSDE(), 10)), "same shape"),
+                                     ddpm_schedule(VPSDE(), 40)), "i must"),
+    (lambda: posterior_mean_variance(torch.zeros(2, 2), torch.zeros(3, 2), 1, ddpm_schedule(VPSDE(), 40)), "same shape"),
     (lambda: posterior_coefficients(VPSDE(), 0.2, 0.5), "s < t"),
     (lambda: posterior_coefficients(VPSDE(), 1.5, 0.5), "t must lie"),
     (lambda: ddim_step(torch.zeros(2, 2), torch.zeros(2, 2), 0.3, 0.7, eta=1.0), "noise"),

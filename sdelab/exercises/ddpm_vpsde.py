@@ -31,7 +31,7 @@ def _close(a, b, rtol=1e-6, atol=1e-12) -> bool:
 
 
 # ---------------------------------------------------------------- DDPM betas from a continuous schedule
-_BETA_CASES = [(VPSDE(0.1, 20.0), 1000), (VPSDE(0.1, 20.0), 50), (VPSDE(0.5, 10.0), 8)]
+_BETA_CASES = [(VPSDE(0.1, 20.0), 1000), (VPSDE(0.1, 20.0), 50), (VPSDE(0.5, 10.0), 16)]
 
 
 def check_ddpm_betas(ddpm_betas) -> str:
