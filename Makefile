@@ -11,12 +11,13 @@ STAMP := $(VENV)/.sdelab-installed
 JOBS ?= 2
 BOOK_FLAGS ?= -W -n --keep-going
 
-.PHONY: help install test unit notebooks book-check book chapter linkcheck lab bench checkpoints clean
+.PHONY: help install test unit notebooks book-check book chapter pdf linkcheck lab bench checkpoints clean
 
 help:
 	@echo "make book     install, execute every notebook and build the HTML book into _build/html"
 	@echo "make test     install, run unit tests, notebooks under nbval (quick mode) and a strict book build"
 	@echo "make chapter NB=book/part1/sde_basics.ipynb   strict quick-mode build of one chapter into _build/chapter"
+	@echo "make pdf      the whole book as one PDF (needs xelatex and latexmk, e.g. Debian's texlive-xetex)"
 	@echo "make linkcheck  check every external link of the book (needs the network)"
 	@echo "make lab      open JupyterLab on book/"
 	@echo "make bench    speed and memory benchmark (python -m sdelab bench)"
@@ -41,6 +42,7 @@ notebooks: install
 
 book-check: install
 	SDELAB_QUICK=1 SDELAB_STATIC=1 $(BIN)/jupyter-book build . $(BOOK_FLAGS)
+	SDELAB_REQUIRE_BUILD=1 $(BIN)/pytest -q -p no:cacheprovider tests/test_built_html.py
 
 book: install
 	SDELAB_STATIC=1 $(BIN)/jupyter-book build . $(BOOK_FLAGS)
@@ -51,6 +53,11 @@ chapter: install
 	@toc=$$(mktemp --suffix=.yml) && printf 'format: jb-book\nroot: %s\n' "$(basename $(NB))" > $$toc && \
 	SDELAB_QUICK=1 SDELAB_STATIC=1 $(BIN)/jupyter-book build . --toc $$toc --path-output _build/chapter/$(notdir $(basename $(NB))) $(BOOK_FLAGS); \
 	rc=$$?; rm -f $$toc; exit $$rc
+
+pdf: install
+	@command -v xelatex >/dev/null && command -v latexmk >/dev/null || { echo "make pdf needs xelatex and latexmk (Debian/Ubuntu: apt-get install texlive-xetex texlive-latex-extra texlive-fonts-recommended latexmk fonts-freefont-otf)"; exit 2; }
+	SDELAB_STATIC=1 $(BIN)/jupyter-book build . --builder pdflatex
+	@echo "The PDF is at $(CURDIR)/_build/latex/sde-diffusion-book.pdf"
 
 linkcheck: install
 	SDELAB_QUICK=1 SDELAB_STATIC=1 $(BIN)/jupyter-book build . --builder linkcheck
