@@ -37,8 +37,10 @@ test: unit notebooks book-check
 unit: install
 	SDELAB_QUICK=1 $(BIN)/pytest -n $(JOBS) -q tests
 
+# SDELAB_STATIC=1: headless kernels (nbval, nbclient) can wait forever on live widget messages, so the
+# notebooks run with the static players here; tests/test_widgets.py covers the live sliders.
 notebooks: install
-	SDELAB_QUICK=1 $(BIN)/pytest -n $(JOBS) --dist loadfile -q --nbval-lax --nbval-cell-timeout=600 -p no:cacheprovider book/
+	SDELAB_QUICK=1 SDELAB_STATIC=1 $(BIN)/pytest -n $(JOBS) --dist loadfile -q --nbval-lax --nbval-cell-timeout=600 -p no:cacheprovider book/
 
 book-check: install
 	SDELAB_QUICK=1 SDELAB_STATIC=1 $(BIN)/jupyter-book build . $(BOOK_FLAGS)

@@ -33,3 +33,20 @@ def test_live_kernel_false_outside_kernel(monkeypatch):
 def test_animate_returns_html_player():
     html = plot.animate(lambda fig, i: fig.add_subplot().plot([0, i]), 3)
     assert "<script" in html.data
+
+
+def test_explore_live_builds_one_slider_per_parameter(monkeypatch):
+    import ipywidgets
+
+    made = {}
+
+    def fake_interact(fn, **sliders):
+        made.update(sliders)
+        fn(**{k: s.value for k, s in sliders.items()})  # what a slider change does
+
+    monkeypatch.setattr(ipywidgets, "interact", fake_interact)
+    calls = []
+    out = widgets.explore(lambda fig, a, b: calls.append((a, b)), {"a": [1, 2, 3], "b": [4, 5]}, live=True)
+    assert out is None
+    assert set(made) == {"a", "b"} and all(isinstance(s, ipywidgets.SelectionSlider) for s in made.values())
+    assert list(made["a"].options) == [1, 2, 3] and calls == [(2, 5)]
