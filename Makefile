@@ -20,6 +20,7 @@ help:
 	@echo "make pdf      the whole book as one PDF (needs xelatex and latexmk, e.g. Debian's texlive-xetex)"
 	@echo "make linkcheck  check every external link of the book (needs the network)"
 	@echo "make lab      open JupyterLab on book/"
+	@echo "make checkpoints  retrain the shipped models into sdelab/weights (ONLY=mnist_unet for one; a GPU is advised for it)"
 	@echo "make bench    speed and memory benchmark (python -m sdelab bench)"
 	@echo "make clean    remove build outputs (keeps .venv)"
 
@@ -70,6 +71,9 @@ lab: install
 
 bench: install
 	$(PY) -m sdelab bench
+
+checkpoints: install
+	$(PY) -m sdelab checkpoints $(if $(ONLY),--only $(ONLY),)
 
 clean:
 	rm -rf _build .pytest_cache

@@ -13,11 +13,13 @@ from .sde import SDE, VESDE, VPSDE, SubVPSDE, pf_drift, reverse_drift  # noqa: E
 _SUBMODULES = {
     "brownian", "sde", "fokker_planck", "symbolic", "toy", "param", "losses", "nets", "unet", "train",
     "data", "samplers", "discrete", "likelihood", "metrics", "plot", "widgets", "exercises", "cli", "bench",
-    "pretrained_models",
+    "hub", "classifier", "distributed", "recipes",
 }
 
 
 def __getattr__(name):
+    if name == "pretrained":  # sdelab.pretrained(name): the shipped models
+        return importlib.import_module(".hub", __name__).pretrained
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'sdelab' has no attribute {name!r}")

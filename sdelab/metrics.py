@@ -6,16 +6,19 @@ r"""Sample-based distances between point clouds (chapters "Sampling" and "Sample
 * `mmd`: the squared maximum mean discrepancy with a sum of Gaussian (RBF) kernels.
 
 Every one of them is non-zero for two finite samples of the same law: compare a sampler's score
-with the data-vs-data floor at the same sample size. (An MNIST FID in the features of the package's
-own small classifier belongs in this module too; it is added with the MNIST chapter.)
+with the data-vs-data floor at the same sample size.
+
+* `mnist_fid`: the Fréchet distance between Gaussians fitted to the penultimate features of the
+  package's own small MNIST classifier (defined in `sdelab.classifier`, re-exported here).
 """
 from __future__ import annotations
 
 import torch
 
+from .classifier import mnist_fid  # noqa: F401  (re-exported: sdelab.metrics.mnist_fid)
 from .utils import check_finite
 
-__all__ = ["wasserstein_1d", "sliced_wasserstein", "mmd"]
+__all__ = ["wasserstein_1d", "sliced_wasserstein", "mmd", "mnist_fid"]
 
 
 def _points(name: str, x, *, flat: bool = True) -> torch.Tensor:

