@@ -66,6 +66,20 @@ def expect_array(value, *, name: str, shape: tuple | None = None, finite: bool =
     return arr
 
 
+def call_answer(fn, *args, name: str):
+    """Call the student's `fn(*args)`; turn an exception it raises into a `WrongAnswer` that quotes it."""
+    try:
+        return fn(*args)
+    except WrongAnswer:
+        raise
+    except Exception as e:  # the student's code raised: say so, with the error and a hint for shape errors
+        hint = ""
+        if "size of tensor" in str(e) or "must match" in str(e) or "broadcast" in str(e):
+            hint = (" A (B,) tensor of per-sample coefficients does not broadcast against (B, d) data: use "
+                    "sdelab.append_dims(coef, x.ndim) (or coef[:, None]).")
+        raise WrongAnswer(f"calling {name} raised {type(e).__name__}: {e}.{hint}") from e
+
+
 def expect_callable(fn, *, name: str) -> None:
     """Check that an answer that should be a function is one."""
     expect(callable(fn), f"{name} should be a function (def ... or lambda), got {type(fn).__name__}")

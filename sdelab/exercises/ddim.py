@@ -20,19 +20,11 @@ import numpy as np
 import torch
 
 from ._core import WrongAnswer, correct, expect, expect_callable
+from ._core import call_answer as _call
 
 __all__ = ["check_ddim_step", "check_strided_timesteps", "check_ddim_inversion", "reference_ddim_step"]
 
 F64 = torch.float64
-
-
-def _call(fn, *args, name: str):
-    try:
-        return fn(*args)
-    except WrongAnswer:
-        raise
-    except Exception as e:  # the student's code raised: say so, with the error
-        raise WrongAnswer(f"calling {name} raised {type(e).__name__}: {e}") from e
 
 
 def _tensor(value, name: str) -> torch.Tensor:

@@ -12,17 +12,9 @@ import torch
 
 from ..sde import VPSDE
 from ._core import WrongAnswer, correct, expect, expect_array, expect_callable
+from ._core import call_answer as _call
 
 __all__ = ["check_ddpm_betas", "check_alphas_cumprod", "check_em_variance_factor", "check_posterior_variance"]
-
-
-def _call(fn, *args, name: str):
-    try:
-        return fn(*args)
-    except WrongAnswer:
-        raise
-    except Exception as e:  # the student's code raised: say so, with the error
-        raise WrongAnswer(f"calling {name} raised {type(e).__name__}: {e}") from e
 
 
 def _close(a, b, rtol=1e-6, atol=1e-12) -> bool:

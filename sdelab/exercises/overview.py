@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ._core import WrongAnswer, correct, expect, expect_array, expect_callable
+from ._core import call_answer as _call
 
 __all__ = ["check_chosen_or_learned", "check_alpha_sigma", "check_reverse_drift", "check_marginal_moments",
            "ROLES", "CATEGORIES"]
@@ -79,15 +80,6 @@ _TS = np.array([0.05, 0.2, 0.5, 0.8, 1.0])
 
 def _close(a, b, rtol=1e-4, atol=1e-7) -> bool:
     return a.shape == b.shape and bool(np.allclose(a, b, rtol=rtol, atol=atol))
-
-
-def _call(fn, *args, name: str):
-    try:
-        return fn(*args)
-    except WrongAnswer:
-        raise
-    except Exception as e:  # the student's code raised: say so, with the error
-        raise WrongAnswer(f"calling {name} raised {type(e).__name__}: {e}") from e
 
 
 def check_alpha_sigma(alpha_sigma) -> str:

@@ -15,24 +15,12 @@ import torch
 from ..sde import VPSDE, SubVPSDE
 from ..toy import ring
 from ._core import WrongAnswer, correct, expect, expect_callable
+from ._core import call_answer as _call
 
 __all__ = ["check_lambda_drift", "check_reverse_em_step", "check_pf_gaussian_map"]
 
 F64 = torch.float64
 BETA_MIN, BETA_MAX = 0.1, 20.0
-
-
-def _call(fn, *args, name: str):
-    try:
-        return fn(*args)
-    except WrongAnswer:
-        raise
-    except Exception as e:  # the student's code raised: say so, with the error and a hint for shape errors
-        hint = ""
-        if "size of tensor" in str(e) or "must match" in str(e) or "broadcast" in str(e):
-            hint = (" A (B,) tensor of per-sample coefficients does not broadcast against (B, d) data: use "
-                    "sdelab.append_dims(coef, x.ndim) (or coef[:, None]).")
-        raise WrongAnswer(f"calling {name} raised {type(e).__name__}: {e}.{hint}") from e
 
 
 def _np(x) -> np.ndarray:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ._core import WrongAnswer, correct, expect, expect_callable
+from ._core import call_answer as _call
 
 __all__ = ["check_heun_step", "check_estimate_order", "check_budget_sampler", "MIXTURE", "BUDGET_NFE",
            "BUDGET_W1"]
@@ -27,15 +28,6 @@ MIXTURE = {"means": [-1.0, 0.5, 2.0], "stds": [0.3, 0.15, 0.4], "weights": [0.3,
 BUDGET_NFE = 20
 BUDGET_W1 = 0.01
 T_END = 1e-3
-
-
-def _call(fn, *args, name: str):
-    try:
-        return fn(*args)
-    except WrongAnswer:
-        raise
-    except Exception as e:  # the student's code raised: say so, with the error
-        raise WrongAnswer(f"calling {name} raised {type(e).__name__}: {e}") from e
 
 
 def _tensor(value, name: str) -> torch.Tensor:

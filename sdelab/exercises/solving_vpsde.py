@@ -10,19 +10,11 @@ import sympy as sp
 import torch
 
 from ._core import WrongAnswer, correct, expect, expect_array, expect_callable
+from ._core import call_answer as _call
 
 __all__ = ["check_vp_moments", "check_integrating_factor", "check_scaled_linear_B"]
 
 BETA_MIN, BETA_MAX = 0.1, 20.0
-
-
-def _call(fn, *args, name: str):
-    try:
-        return fn(*args)
-    except WrongAnswer:
-        raise
-    except Exception as e:  # the student's code raised: say so, with the error
-        raise WrongAnswer(f"calling {name} raised {type(e).__name__}: {e}") from e
 
 
 def _close(a, b, rtol=1e-4, atol=1e-9) -> bool:

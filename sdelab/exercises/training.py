@@ -12,23 +12,11 @@ import torch
 
 from ..sde import VESDE, VPSDE
 from ._core import WrongAnswer, correct, expect, expect_callable
+from ._core import call_answer as _call
 
 __all__ = ["check_dsm_eps_loss", "check_from_eps", "check_gaussian_denoiser"]
 
 F64 = torch.float64
-
-
-def _call(fn, *args, name: str):
-    try:
-        return fn(*args)
-    except WrongAnswer:
-        raise
-    except Exception as e:  # the student's code raised: say so, with the error and a hint for shape errors
-        hint = ""
-        if "size of tensor" in str(e) or "must match" in str(e) or "broadcast" in str(e):
-            hint = (" A (B,) tensor of per-sample coefficients does not broadcast against (B, d) data: use "
-                    "sdelab.append_dims(coef, x.ndim) (or coef[:, None]).")
-        raise WrongAnswer(f"calling {name} raised {type(e).__name__}: {e}.{hint}") from e
 
 
 def _np(x) -> np.ndarray:
