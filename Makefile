@@ -36,7 +36,7 @@ $(STAMP): requirements.txt pyproject.toml
 test: unit notebooks book-check
 
 unit: install
-	SDELAB_QUICK=1 $(BIN)/pytest -n $(JOBS) -q tests
+	SDELAB_QUICK=1 $(BIN)/pytest -n $(JOBS) -q --durations=10 tests
 
 # SDELAB_STATIC=1: headless kernels (nbval, nbclient) can wait forever on live widget messages, so the
 # notebooks run with the static players here; tests/test_widgets.py covers the live sliders.
