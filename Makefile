@@ -35,13 +35,14 @@ $(STAMP): requirements.txt pyproject.toml
 
 test: unit notebooks book-check
 
+# $(JOBS) workers share the cores: one thread each, or OpenMP oversubscription slows torch down many times.
 unit: install
-	SDELAB_QUICK=1 $(BIN)/pytest -n $(JOBS) -q --durations=10 tests
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 SDELAB_QUICK=1 $(BIN)/pytest -n $(JOBS) -q --durations=10 tests
 
 # SDELAB_STATIC=1: headless kernels (nbval, nbclient) can wait forever on live widget messages, so the
 # notebooks run with the static players here; tests/test_widgets.py covers the live sliders.
 notebooks: install
-	SDELAB_QUICK=1 SDELAB_STATIC=1 $(BIN)/pytest -n $(JOBS) --dist loadfile -q --nbval-lax --nbval-cell-timeout=600 -p no:cacheprovider book/
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 SDELAB_QUICK=1 SDELAB_STATIC=1 $(BIN)/pytest -n $(JOBS) --dist loadfile -q --nbval-lax --nbval-cell-timeout=600 -p no:cacheprovider book/
 
 book-check: install
 	SDELAB_QUICK=1 SDELAB_STATIC=1 $(BIN)/jupyter-book build . $(BOOK_FLAGS)
