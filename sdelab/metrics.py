@@ -18,7 +18,7 @@ import torch
 from .classifier import mnist_fid  # noqa: F401  (re-exported: sdelab.metrics.mnist_fid)
 from .utils import check_finite
 
-__all__ = ["wasserstein_1d", "sliced_wasserstein", "mmd", "mnist_fid"]
+__all__ = ["wasserstein_1d", "sliced_wasserstein", "mmd"]  # mnist_fid: documented in sdelab.classifier
 
 
 def _points(name: str, x, *, flat: bool = True) -> torch.Tensor:
