@@ -186,20 +186,19 @@ def _train(args) -> int:
     meta = {"model": spec, "sde": sde_spec(sde), "prediction": "eps", "data": info, "shape": shape}
     torch.manual_seed(args.seed)
     model = build_model(spec)
+    kw.update(labels=labels, steps=args.steps, checkpoint=args.out, progress=args.progress, meta=meta,
+              compile=getattr(args, "compile", False))
     if distributed.is_distributed():
         device = distributed.setup()
         device = torch.device(args.device) if args.device else device
         try:
-            res = distributed.train_ddp(model, sde, data, labels=labels, steps=args.steps, checkpoint=args.out,
-                                        device=device, progress=args.progress, seed=args.seed, meta=meta, **kw)
+            res = distributed.train_ddp(model, sde, data, device=device, seed=args.seed, **kw)
         finally:
             distributed.cleanup()
         if distributed.env()[0] != 0:
             return 0
     else:
-        res = train(model, sde, data, labels=labels, steps=args.steps, checkpoint=args.out, device=args.device,
-                    progress=args.progress, generator=torch.Generator().manual_seed(args.seed), meta=meta,
-                    compile=getattr(args, "compile", False), **kw)
+        res = train(model, sde, data, device=args.device, generator=torch.Generator().manual_seed(args.seed), **kw)
     tail = res.losses[-100:]
     print(f"trained {res.step} steps ({res.step - res.start_step} in this run, {res.seconds:.1f} s); "
           f"mean loss of the last {len(tail)} steps {sum(tail) / max(len(tail), 1):.4f}; checkpoint: {args.out}")

@@ -8,8 +8,10 @@ $\bar\theta \leftarrow d_n\bar\theta + (1 - d_n)\theta$ with $d_n = \min(d, (1 +
 runs are not dominated by the initial weights). All randomness flows through one CPU generator (and torch's CPU RNG
 for dropout), both stored in the checkpoint, so on the CPU a resumed run is bitwise the run that was not stopped.
 
-The network called in the loop (`net`, maybe `torch.compile`d; later a `DistributedDataParallel` wrapper) is kept
-apart from `model`, whose `state_dict` is what the checkpoint stores.
+The network called in the loop (`net`: `model`, maybe wrapped by `DistributedDataParallel`, maybe `torch.compile`d)
+is kept apart from `model`, whose `state_dict` is what the checkpoint stores. What differs between one process and
+several (the wrapper, who writes checkpoints and shows progress, averaging the loss, the random states) is gathered in
+`SingleProcess`; `sdelab.distributed` overrides it, so the same loop serves both.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from torch import nn
 from .losses import dsm_loss
 from .utils import default_device
 
-__all__ = ["train", "TrainResult", "save_checkpoint", "load_checkpoint", "load_weights"]
+__all__ = ["train", "TrainResult", "SingleProcess", "save_checkpoint", "load_checkpoint", "load_weights"]
 
 _LOSS_KEYS = ("weighting", "prediction", "t_eps", "p_uncond")
 
@@ -95,13 +97,46 @@ def _set_rng_state(state: dict, generator: torch.Generator | None) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class SingleProcess:
+    """How `train` runs in one process. `sdelab.distributed.DDPProcesses` overrides each member for several."""
+
+    is_main = True  # this process shows progress and writes checkpoints
+    defer_interrupt = True  # Ctrl-C finishes the step and checkpoints (one process only: ranks would diverge)
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """The network the loop calls (a DDP wrapper, say); `model` itself is what gets checkpointed."""
+        return model
+
+    def mean(self, losses: torch.Tensor) -> torch.Tensor:
+        """Per-step losses of this process -> the losses recorded (the mean over processes)."""
+        return losses
+
+    def config(self) -> dict:
+        """Extra settings stored in the checkpoint; resuming with other values warns."""
+        return {}
+
+    def rng_state(self, generator: torch.Generator | None) -> dict:
+        """The random state a checkpoint stores (called on every process at the same steps)."""
+        return _rng_state(generator)
+
+    def set_rng_state(self, state: dict, generator: torch.Generator | None, step: int) -> None:
+        """Restore the random state of a checkpoint written after `step` steps."""
+        _set_rng_state(state, generator)
+
+    def finish(self) -> None:
+        """Called once the last step is done."""
+
+
 class _DeferInterrupt:
-    """While active (main thread, default handler only), Ctrl-C sets `requested` instead of raising, so the loop can
+    """While active (when `enabled`, on the main thread, with the default handler), Ctrl-C sets `requested` instead of raising, so the loop can
     finish the step, write a consistent checkpoint and then raise. A second Ctrl-C raises at once."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
 
     def __enter__(self):
         self.requested, self.old = False, None
-        if threading.current_thread() is threading.main_thread() and \
+        if self.enabled and threading.current_thread() is threading.main_thread() and \
                 signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             self.old = signal.signal(signal.SIGINT, self._handler)
         return self
@@ -145,7 +180,7 @@ def train(model: nn.Module, sde, data: torch.Tensor | Callable, *, steps: int, b
           checkpoint=None, checkpoint_every: int = 1000, device=None, amp: bool | None = None,
           compile: bool = False, progress: bool = True, generator: torch.Generator | None = None,
           loss_kwargs: dict | None = None, labels: torch.Tensor | None = None, log_every: int = 50,
-          meta: dict | None = None) -> TrainResult:
+          meta: dict | None = None, parallel: SingleProcess | None = None) -> TrainResult:
     r"""Train `model` (in place) with denoising score matching on `data`; return a `TrainResult`.
 
     Args:
@@ -169,10 +204,12 @@ def train(model: nn.Module, sde, data: torch.Tensor | Callable, *, steps: int, b
         labels: class labels `(N,)` aligned with a data tensor (class-conditional training).
         log_every: steps between progress updates (and loss read-backs from the device).
         meta: plain data (str, numbers, lists, dicts) stored in the checkpoint, e.g. the model's constructor args.
+        parallel: how the run is spread over processes; None for one process (`SingleProcess`). Use
+            `sdelab.distributed.train_ddp` rather than passing one by hand.
     Raises:
         KeyboardInterrupt: after writing a checkpoint (when `checkpoint` is set), so nothing is lost.
     """
-    loss_kwargs = dict(loss_kwargs or {})
+    loss_kwargs, par = dict(loss_kwargs or {}), parallel or SingleProcess()
     _check_args(steps, batch_size, lr, ema_decay, grad_clip, checkpoint_every, log_every, warmup, weight_decay,
                 generator, loss_kwargs)
     steps, batch_size, log_every, checkpoint_every = int(steps), int(batch_size), int(log_every), int(checkpoint_every)
@@ -204,7 +241,8 @@ def train(model: nn.Module, sde, data: torch.Tensor | Callable, *, steps: int, b
     losses: list[float] = []
     step = 0
     config = {"batch_size": batch_size, "lr": float(lr), "ema_decay": float(ema_decay),
-              "loss_kwargs": {k: v if isinstance(v, (str, int, float)) else repr(v) for k, v in loss_kwargs.items()}}
+              "loss_kwargs": {k: v if isinstance(v, (str, int, float)) else repr(v) for k, v in loss_kwargs.items()},
+              **par.config()}
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.exists():
         ck = load_checkpoint(path)
@@ -214,13 +252,14 @@ def train(model: nn.Module, sde, data: torch.Tensor | Callable, *, steps: int, b
         step, losses = int(ck["step"]), ck["losses"].tolist()
         if generator is None and ck["rng"].get("generator") is not None:
             generator = torch.Generator()
-        _set_rng_state(ck["rng"], generator)
+        par.set_rng_state(ck["rng"], generator, step)
         changed = [k for k in config if ck.get("config", {}).get(k) != config[k]]
         if changed:
             warnings.warn(f"resuming {path} with different settings {changed}: the run will not repeat exactly",
                           stacklevel=2)
     start = step
-    net = torch.compile(model) if compile else model
+    net = par.wrap(model)
+    net = torch.compile(net) if compile else net
     params, ema_params = list(model.parameters()), list(ema.parameters())
 
     def state(rng: dict) -> dict:
@@ -232,7 +271,7 @@ def train(model: nn.Module, sde, data: torch.Tensor | Callable, *, steps: int, b
 
     def flush():
         if pending:
-            vals = torch.stack(pending).float().tolist()
+            vals = par.mean(torch.stack(pending).float()).tolist()
             pending.clear()
             losses.extend(vals)
             bad = [v for v in vals if not math.isfinite(v)]
@@ -242,12 +281,13 @@ def train(model: nn.Module, sde, data: torch.Tensor | Callable, *, steps: int, b
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=steps, initial=step, disable=not progress or step >= steps, desc="train", unit="it")
+    bar = tqdm(total=steps, initial=step, disable=not progress or step >= steps or not par.is_main, desc="train",
+               unit="it")
     model.train()
     t0 = tick = time.perf_counter()
     tick_step, in_update, snapshot = step, False, None
     try:
-        with _DeferInterrupt() as sigint:
+        with _DeferInterrupt(par.defer_interrupt) as sigint:
             while step < steps:
                 snapshot = _rng_state(generator)  # the state a checkpoint needs if this step is cut short
                 batch = sampler(batch_size, generator)
@@ -282,11 +322,13 @@ def train(model: nn.Module, sde, data: torch.Tensor | Callable, *, steps: int, b
                     tick, tick_step = now, step
                 if path is not None and (step % checkpoint_every == 0 or step == steps):
                     flush()
-                    save_checkpoint(path, state(_rng_state(generator)))
+                    rng = par.rng_state(generator)  # on every process: it may gather theirs
+                    if par.is_main:
+                        save_checkpoint(path, state(rng))
                 if sigint.requested:  # Ctrl-C arrived during the step, which is now complete
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
-        if path is not None:
+        if path is not None and par.is_main:
             # Cut short before the update: the state is that of `step` steps with the RNG as it was when the
             # unfinished step began. Inside the update (only possible for a second Ctrl-C) it is a best effort.
             if in_update:
@@ -297,6 +339,7 @@ def train(model: nn.Module, sde, data: torch.Tensor | Callable, *, steps: int, b
         raise
     finally:
         bar.close()
+    par.finish()
     model.eval()
     return TrainResult(model=model, ema=ema, losses=losses, step=step, start_step=start,
                        seconds=time.perf_counter() - t0, checkpoint=str(path) if path is not None else None)

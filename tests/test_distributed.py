@@ -51,6 +51,44 @@ def test_two_gloo_processes_stay_in_sync_and_learn(tmp_path):
         assert torch.equal(ck["ema"][name], p), name
 
 
+def _resume_worker(rank, world, port, folder):
+    # 60 steps straight, and 30 steps then a resumed run to 60 from its checkpoint: the same weights, bit for bit
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    device = distributed.setup(backend="gloo")
+    kw = dict(batch_size=64, lr=3e-3, ema_decay=0.9, device=device, progress=False, seed=3, log_every=10,
+              checkpoint_every=30)
+    try:
+        runs = {}
+        for name, plan in (("straight", (60,)), ("resumed", (30, 60))):
+            torch.manual_seed(5)
+            model = MLPScore(hidden=16, depth=1, emb_dim=8)
+            for steps in plan:
+                res = distributed.train_ddp(model, VPSDE(), toy.DATASETS["ring"], steps=steps,
+                                            checkpoint=os.path.join(folder, f"{name}.pt"), **kw)
+                model = MLPScore(hidden=16, depth=1, emb_dim=8)  # a fresh process would build a new model
+            runs[name] = res
+    finally:
+        distributed.cleanup()
+    torch.save({n: {"ema": r.ema.state_dict(), "losses": r.losses, "start": r.start_step} for n, r in runs.items()},
+               os.path.join(folder, f"resume{rank}.pt"))
+
+
+def test_ddp_resume_repeats_the_uninterrupted_run(tmp_path):
+    mp.spawn(_resume_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    for rank in (0, 1):
+        runs = torch.load(tmp_path / f"resume{rank}.pt")
+        straight, resumed = runs["straight"], runs["resumed"]
+        assert resumed["start"] == 30 and straight["start"] == 0
+        assert resumed["losses"] == straight["losses"]
+        for name, p in straight["ema"].items():
+            assert torch.equal(p, resumed["ema"][name]), (rank, name)
+    ck = load_checkpoint(tmp_path / "resumed.pt")
+    assert len(ck["rng"]["ranks"]) == 2  # every rank's random state, gathered by rank 0
+    assert not torch.equal(ck["rng"]["ranks"][0]["generator"], ck["rng"]["ranks"][1]["generator"])
+
+
 def test_env_defaults_and_errors(monkeypatch):
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(k, raising=False)
