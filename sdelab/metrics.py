@@ -1,6 +1,7 @@
 r"""Sample-based distances between point clouds (chapters "Sampling" and "Samplers compared").
 
 * `wasserstein_1d`: the exact $W_p$ between two 1-D empirical measures (any sizes);
+* `wasserstein_1d_to_cdf`: $W_1$ between a 1-D sample and a law given by its CDF (no second sample);
 * `sliced_wasserstein`: $SW_2(a, b) = (E_\theta W_2^2(\theta^\top a, \theta^\top b))^{1/2}$ over random unit
   directions $\theta$, each 1-D $W_2$ exact;
 * `mmd`: the squared maximum mean discrepancy with a sum of Gaussian (RBF) kernels.
@@ -18,7 +19,7 @@ import torch
 from .classifier import mnist_fid  # noqa: F401  (re-exported: sdelab.metrics.mnist_fid)
 from .utils import check_finite
 
-__all__ = ["wasserstein_1d", "sliced_wasserstein", "mmd"]  # mnist_fid: documented in sdelab.classifier
+__all__ = ["wasserstein_1d", "wasserstein_1d_to_cdf", "sliced_wasserstein", "mmd"]  # mnist_fid: documented in sdelab.classifier
 
 
 def _points(name: str, x, *, flat: bool = True) -> torch.Tensor:
@@ -62,6 +63,31 @@ def wasserstein_1d(a, b, p: float = 1.0) -> torch.Tensor:
     a, b = a[:, 0].double().sort().values, b[:, 0].double().sort().values.to(a.device)
     ia, ib, w = _quantile_coupling(len(a), len(b), a.device)
     return ((a[ia] - b[ib]).abs().pow(p) * w).sum().pow(1 / p)
+
+
+def wasserstein_1d_to_cdf(x, cdf, lo: float, hi: float, *, points: int = 100_001) -> torch.Tensor:
+    r"""$W_1 = \int |F_n(y) - F(y)|\,dy$ between the empirical law $F_n$ of the 1-D samples `x` and a law with CDF `cdf`.
+
+    Args:
+        x: `(n,)` or `(n, 1)` samples.
+        cdf: vectorised $F$, a `(m,)` float64 tensor of points to `(m,)` values in [0, 1].
+        lo, hi: an interval outside which the law has negligible mass; the grid spans it and all the samples.
+        points: trapezoid-rule grid points (the error falls like `points**-2` between sample points).
+    Returns:
+        A 0-dim tensor (float64).
+    """
+    x = _points("x", x)
+    if x.shape[1] != 1:
+        raise ValueError(f"x must be 1-D samples, shape (n,) or (n, 1); got {tuple(x.shape)}")
+    if not (float(lo) < float(hi)):
+        raise ValueError(f"lo must be < hi, got lo={lo!r}, hi={hi!r}")
+    if isinstance(points, bool) or int(points) != points or points < 2:
+        raise ValueError(f"points must be an integer >= 2, got {points!r}")
+    xs = x[:, 0].double().cpu().sort().values
+    grid = torch.linspace(min(xs[0].item(), float(lo)), max(xs[-1].item(), float(hi)), int(points),
+                          dtype=torch.float64)
+    f_n = torch.searchsorted(xs, grid, right=True).double() / len(xs)
+    return torch.trapezoid((f_n - torch.as_tensor(cdf(grid), dtype=torch.float64)).abs(), grid)
 
 
 def sliced_wasserstein(a, b, n_proj: int = 256, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -144,6 +144,45 @@ class GaussianMixture:
         alpha, sigma = self._coeffs(x, t, sde)
         return torch.logsumexp(self._log_terms(xf, alpha, sigma)[0], dim=1)
 
+    # ------------------------------------------------------------------ one-dimensional laws
+    def _check_1d(self, what: str) -> None:
+        if self.dim != 1:
+            raise ValueError(f"{what} needs a one-dimensional mixture (d = 1), this one has d = {self.dim}")
+
+    def cdf(self, x) -> torch.Tensor:
+        r"""$F(x) = \sum_k w_k \Phi((x - \mu_k)/s_k)$ of a 1-D mixture; `x`: `(B,)` or `(B, 1)`, returns `(B,)`."""
+        self._check_1d("cdf")
+        x = torch.as_tensor(x, dtype=self.dtype).reshape(-1)
+        mu, s, w = self._params(x)
+        return (w * torch.special.ndtr((x[:, None] - mu[:, 0]) / s)).sum(1)
+
+    def quantiles(self, n: int) -> torch.Tensor:
+        r"""The `n` quantiles $F^{-1}((j + \tfrac12)/n)$, $j = 0..n-1$, of a 1-D mixture: an evenly spread "sample"
+        `(n, 1)` whose empirical law is as close to the mixture as `n` points can be (bisection to float64 precision)."""
+        self._check_1d("quantiles")
+        n = _check_n(n)
+        u = (torch.arange(n, dtype=torch.float64) + 0.5) / n
+        lo_x, hi_x = self._support()
+        lo, hi = torch.full_like(u, lo_x), torch.full_like(u, hi_x)
+        for _ in range(80):
+            mid = 0.5 * (lo + hi)
+            below = self.cdf(mid).double() < u
+            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+        return (0.5 * (lo + hi))[:, None].to(self.dtype)
+
+    def _support(self, k: float = 12.0) -> tuple[float, float]:
+        """An interval outside which a 1-D mixture has mass below about 1e-32: the components' means -+ k stds."""
+        return (self.means[:, 0] - k * self.stds).min().item(), (self.means[:, 0] + k * self.stds).max().item()
+
+    def wasserstein_1(self, x, points: int = 100_001) -> float:
+        r"""$W_1$ between the samples `x` (`(n,)` or `(n, 1)`) and this 1-D mixture's exact law:
+        $\int |F_n(y) - F(y)|\,dy$ by the trapezoid rule on `points` grid points spanning the samples and the
+        mixture's support. No second sample, hence no Monte-Carlo floor of its own."""
+        from .metrics import wasserstein_1d_to_cdf
+
+        self._check_1d("wasserstein_1")
+        return wasserstein_1d_to_cdf(x, self.cdf, *self._support(), points=points).item()
+
     def score(self, x: torch.Tensor, t=None, sde=None) -> torch.Tensor:
         r"""Exact score $\nabla_x \log p_t(x) = \sum_k r_k(x)\,(-(x - \alpha\mu_k)/(\alpha^2 s_k^2 + \sigma^2))$.
 

@@ -184,3 +184,47 @@ def test_dataset_geometry():
 def test_bad_input_raises(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+# ---------------------------------------------------------------------- one-dimensional laws
+MIX1 = GaussianMixture([-1.0, 0.5, 2.0], [0.3, 0.15, 0.4], [0.3, 0.3, 0.4], dtype=torch.float64)
+
+
+def test_cdf_is_the_integral_of_the_density():
+    x = torch.linspace(-6, 6, 200_001, dtype=torch.float64)
+    dens = MIX1.log_prob(x[:, None]).exp()
+    integral = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumulative_trapezoid(dens, x)])
+    assert torch.allclose(MIX1.cdf(x), integral, atol=1e-9)
+    assert MIX1.cdf(torch.tensor([-50.0, 50.0])).tolist() == [0.0, 1.0]
+
+
+def test_quantiles_invert_the_cdf_and_have_zero_w1():
+    q = MIX1.quantiles(1000)
+    assert q.shape == (1000, 1) and torch.all(q[1:] > q[:-1])
+    assert torch.allclose(MIX1.cdf(q), (torch.arange(1000, dtype=torch.float64) + 0.5) / 1000, atol=1e-12)
+    # evenly spread quantiles: W1 to the law is O(1/n); an i.i.d. sample's is O(1/sqrt(n))
+    w1_q, w1_iid = MIX1.wasserstein_1(q), MIX1.wasserstein_1(MIX1.sample(1000, torch.Generator().manual_seed(0)))
+    assert w1_q < 2e-3 < w1_iid, (w1_q, w1_iid)
+
+
+def test_wasserstein_1_of_a_shifted_law_is_the_shift():
+    # W1(mu shifted by c, mu) = |c|: quantiles of the law, moved by c, against the law itself
+    q = MIX1.quantiles(20_000)
+    for c in (0.05, -0.3, 1.0):
+        assert abs(MIX1.wasserstein_1(q + c) - abs(c)) < 2e-4, c
+
+
+def test_one_dimensional_methods_reject_2d_mixtures_and_bad_grids():
+    from sdelab.metrics import wasserstein_1d_to_cdf
+
+    two_d = ring()
+    for call in (lambda: two_d.cdf(torch.zeros(3)), lambda: two_d.quantiles(3),
+                 lambda: two_d.wasserstein_1(torch.zeros(3))):
+        with pytest.raises(ValueError, match="one-dimensional"):
+            call()
+    with pytest.raises(ValueError, match="lo must be < hi"):
+        wasserstein_1d_to_cdf(torch.zeros(3), MIX1.cdf, 1.0, -1.0)
+    with pytest.raises(ValueError, match="points"):
+        wasserstein_1d_to_cdf(torch.zeros(3), MIX1.cdf, -1.0, 1.0, points=1)
+    with pytest.raises(ValueError, match="1-D samples"):
+        wasserstein_1d_to_cdf(torch.zeros(3, 2), MIX1.cdf, -1.0, 1.0)
