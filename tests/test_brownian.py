@@ -149,19 +149,32 @@ def test_em_works_with_the_vp_sde():
 
 
 # ------------------------------------------------------------------ convergence orders
+def _fine_paths(M, nf, seed):
+    """A uniform grid of nf steps on [0, 1] and the increments of M Brownian paths on it."""
+    ts = torch.linspace(0, 1, nf + 1, dtype=F64)
+    return ts, bm.brownian_increments(ts, M, generator=gen(seed))
+
+
+def _em_coarse(f, g, x0, ts, dw, R):
+    """x(1) from EM on every R-th point of the grid ts, driven by the same Brownian paths dw."""
+    return bm.euler_maruyama(f, g, x0, ts[::R], dw=bm.coarsen(dw, R), return_path=False)
+
+
+def _gbm(mu, s, M, nf, seed):
+    """GBM dx = mu x dt + s x dw from x0 = 1 on M paths of a grid of nf steps: the exact x(1) on each path,
+    x0 exp((mu - s^2/2) + s w(1)), and `em(R)`, the EM solution on the grid coarsened R times (same paths)."""
+    ts, dw = _fine_paths(M, nf, seed)
+    exact = torch.exp((mu - s**2 / 2) + s * dw.sum(0))
+    x0 = torch.ones(M, 1, dtype=F64)
+    return exact, lambda R: _em_coarse(lambda x, t: mu * x, lambda x, t: s * x, x0, ts, dw, R)
+
+
 def test_strong_order_half_on_geometric_brownian_motion():
     """GBM dx = mu x dt + s x dw, exact x0 exp((mu - s^2/2) t + s w_t): strong order 1/2 (slope 0.5 +- 0.15)."""
-    mu, s, M, nf = 2.0, 1.0, 2000, 512
-    ts = torch.linspace(0, 1, nf + 1, dtype=F64)
-    dw = bm.brownian_increments(ts, M, generator=gen(20))
-    exact = torch.exp((mu - s**2 / 2) + s * dw.sum(0))
-    hs, errs = [], []
-    for R in (1, 2, 4, 8, 16):
-        x = bm.euler_maruyama(lambda x, t: mu * x, lambda x, t: s * x, torch.ones(M, 1, dtype=F64), ts[::R],
-                              dw=bm.coarsen(dw, R), return_path=False)
-        hs.append(R / nf)
-        errs.append(bm.strong_error(x, exact))
-    p = bm.convergence_order(hs, errs)
+    nf, Rs = 512, (1, 2, 4, 8, 16)
+    exact, em = _gbm(mu=2.0, s=1.0, M=2000, nf=nf, seed=20)
+    errs = [bm.strong_error(em(R), exact) for R in Rs]
+    p = bm.convergence_order([R / nf for R in Rs], errs)
     assert abs(p - 0.5) <= 0.15, p
 
 
@@ -174,41 +187,29 @@ def test_strong_order_one_for_additive_noise(which):
     else:
         sde = VPSDE()
         f, g = (lambda x, t: sde.drift(x, t)), (lambda x, t: sde.diffusion(t))
-    M, nf = 1000, 2048
-    ts = torch.linspace(0, 1, nf + 1, dtype=F64)
-    dw = bm.brownian_increments(ts, M, generator=gen(21))
+    M, nf, Rs = 1000, 2048, (8, 16, 32, 64)
+    ts, dw = _fine_paths(M, nf, seed=21)
     x0 = torch.randn(M, 1, generator=gen(22), dtype=F64)
-    ref = bm.euler_maruyama(f, g, x0, ts, dw=dw, return_path=False)
-    hs, errs = [], []
-    for R in (8, 16, 32, 64):
-        x = bm.euler_maruyama(f, g, x0, ts[::R], dw=bm.coarsen(dw, R), return_path=False)
-        hs.append(R / nf)
-        errs.append(bm.strong_error(x, ref))
-    p = bm.convergence_order(hs, errs)
+    ref = _em_coarse(f, g, x0, ts, dw, 1)
+    errs = [bm.strong_error(_em_coarse(f, g, x0, ts, dw, R), ref) for R in Rs]
+    p = bm.convergence_order([R / nf for R in Rs], errs)
     assert abs(p - 1.0) <= 0.2, p
 
 
 def test_weak_order_one_on_geometric_brownian_motion():
     """E x_T = e^{mu T}: weak order 1 (slope 1 +- 0.25). Paired with the exact solution (control variate)
     so that the O(h) errors stand well above the Monte-Carlo noise, which is checked too."""
-    mu, s, M, nf = 1.0, 0.5, 20_000, 256
-    ts = torch.linspace(0, 1, nf + 1, dtype=F64)
-    dw = bm.brownian_increments(ts, M, generator=gen(23))
-    exact = torch.exp((mu - s**2 / 2) + s * dw.sum(0))
-    hs, errs = [], []
-    for R in (2, 4, 8, 16, 32):
-        x = bm.euler_maruyama(lambda x, t: mu * x, lambda x, t: s * x, torch.ones(M, 1, dtype=F64), ts[::R],
-                              dw=bm.coarsen(dw, R), return_path=False)
-        err, se = bm.weak_error(x, x_ref=exact, return_stderr=True)
+    mu, nf, Rs = 1.0, 256, (2, 4, 8, 16, 32)
+    exact, em = _gbm(mu=mu, s=0.5, M=20_000, nf=nf, seed=23)
+    errs = []
+    for R in Rs:
+        err, se = bm.weak_error(em(R), x_ref=exact, return_stderr=True)
         assert err > 5 * se
-        hs.append(R / nf)
         errs.append(err)
-    p = bm.convergence_order(hs, errs)
+    p = bm.convergence_order([R / nf for R in Rs], errs)
     assert abs(p - 1.0) <= 0.25, p
     # the plain estimator against the closed form E x_T = e^mu agrees with the paired one within its noise
-    x = bm.euler_maruyama(lambda x, t: mu * x, lambda x, t: s * x, torch.ones(M, 1, dtype=F64), ts[::32],
-                          dw=bm.coarsen(dw, 32), return_path=False)
-    plain, se = bm.weak_error(x, math.exp(mu), return_stderr=True)
+    plain, se = bm.weak_error(em(Rs[-1]), math.exp(mu), return_stderr=True)
     assert abs(plain - errs[-1]) <= 5 * se
 
 

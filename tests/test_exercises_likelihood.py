@@ -1,6 +1,7 @@
 """The checkers of the chapter "Likelihood through the probability-flow ODE" accept the reference solutions and
 name each typical mistake."""
 import math
+import re
 
 import pytest
 import sympy as sp
@@ -40,19 +41,17 @@ BPD_MISTAKES = {
     "sign": (lambda lp, D: (lp + D * LOG_DELTA) / (D * math.log(2)), "wrong sign"),
     "batch mean": (lambda lp, D: bpd_ok(lp, D).mean(), "one bits/dim value per sample"),
     "float only": (lambda lp, D: bpd_ok(float(lp[0]), D), "one bits/dim value per sample"),
-    "tensor only": (lambda lp, D: bpd_ok(lp, D) if torch.is_tensor(lp) else None.x, "failed"),
+    "tensor only": (lambda lp, D: bpd_ok(lp, D) if torch.is_tensor(lp) else None.x, "raised AttributeError"),
     "not a function": (3.0, "should be a function"),
     "wrong shape": (lambda lp, D: torch.stack([bpd_ok(lp, D)] * 2), "one value per sample"),
     "text": (lambda lp, D: "eight", "number"),
 }
 
 
-@pytest.mark.parametrize("name", list(BPD_MISTAKES))
-def test_bits_per_dim_names_mistake(name):
-    fn, words = BPD_MISTAKES[name]
-    with pytest.raises(WrongAnswer) as info:
+@pytest.mark.parametrize("fn, words", BPD_MISTAKES.values(), ids=list(BPD_MISTAKES))
+def test_bits_per_dim_names_mistake(fn, words):
+    with pytest.raises(WrongAnswer, match=re.escape(words)):
         ex.check_bits_per_dim(fn)
-    assert words in str(info.value), str(info.value)
 
 
 # ------------------------------------------------------------------ Hutchinson's estimator
@@ -115,18 +114,16 @@ HUTCH_MISTAKES = {
 }
 
 
-@pytest.mark.parametrize("name", list(HUTCH_MISTAKES))
-def test_hutchinson_checker_names_mistake(name):
-    kw, words = HUTCH_MISTAKES[name]
-    with pytest.raises(WrongAnswer) as info:
+@pytest.mark.parametrize("kw, words", HUTCH_MISTAKES.values(), ids=list(HUTCH_MISTAKES))
+def test_hutchinson_checker_names_mistake(kw, words):
+    with pytest.raises(WrongAnswer, match=re.escape(words)):
         ex.check_hutchinson_trace(make_hutch(**kw))
-    assert words in str(info.value), str(info.value)
 
 
 def test_hutchinson_checker_rejects_sum_of_outputs_and_broken_code():
     with pytest.raises(WrongAnswer, match="sum of f"):
         ex.check_hutchinson_trace(lambda f, x, n_probes, generator=None: f(x).sum(1))
-    with pytest.raises(WrongAnswer, match="failed"):
+    with pytest.raises(WrongAnswer, match="raised TypeError"):
         ex.check_hutchinson_trace(lambda f, x, n_probes: f(x))
     with pytest.raises(WrongAnswer, match="should be a function"):
         ex.check_hutchinson_trace("trace")
@@ -173,9 +170,8 @@ def test_vp_divergence_accepts_sympy_function_and_string():
     (sp.Symbol("x") * beta, "does not depend on x"),
     (sp.Symbol("t") * beta, "symbols"),
     (1.5, "not a single number"),
-    (lambda b, dd: b, "failed"),
+    (lambda b, dd: b, "raised TypeError"),
 ])
 def test_vp_divergence_names_mistake(answer, words):
-    with pytest.raises(WrongAnswer) as info:
+    with pytest.raises(WrongAnswer, match=re.escape(words)):
         ex.check_vp_divergence(answer)
-    assert words in str(info.value), str(info.value)

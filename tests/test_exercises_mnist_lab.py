@@ -49,9 +49,8 @@ def test_inpaint_checker_accepts_solution():
     assert ex.check_inpaint_step(inpaint_ok).startswith("Correct!")
 
 
-@pytest.mark.parametrize("name", list(INPAINT_MISTAKES))
-def test_inpaint_checker_names_mistake(name):
-    fn, words = INPAINT_MISTAKES[name]
+@pytest.mark.parametrize("fn, words", INPAINT_MISTAKES.values(), ids=list(INPAINT_MISTAKES))
+def test_inpaint_checker_names_mistake(fn, words):
     with pytest.raises(WrongAnswer, match=re.escape(words)):
         ex.check_inpaint_step(fn)
 
@@ -78,9 +77,8 @@ def test_cfg_checker_accepts_solution():
     assert ex.check_cfg(cfg_ok).startswith("Correct!")
 
 
-@pytest.mark.parametrize("name", list(CFG_MISTAKES))
-def test_cfg_checker_names_mistake(name):
-    fn, words = CFG_MISTAKES[name]
+@pytest.mark.parametrize("fn, words", CFG_MISTAKES.values(), ids=list(CFG_MISTAKES))
+def test_cfg_checker_names_mistake(fn, words):
     with pytest.raises(WrongAnswer, match=re.escape(words)):
         ex.check_cfg(fn)
 
@@ -116,7 +114,7 @@ FRECHET_MISTAKES = {
     "elementwise sqrt": (lambda m1, c1, m2, c2: (m1 - m2).pow(2).sum() + torch.trace(c1) + torch.trace(c2)
                          - 2 * torch.trace((c1 * c2).abs().sqrt()), "elementwise"),
     "no mean term": (lambda m1, c1, m2, c2: frechet_ok(m1, c1, m2, c2) - (m1 - m2).pow(2).sum(), "first test pair"),
-    "array": (lambda m1, c1, m2, c2: torch.stack([frechet_ok(m1, c1, m2, c2)] * 2), "single number"),
+    "array": (lambda m1, c1, m2, c2: torch.stack([frechet_ok(m1, c1, m2, c2)] * 2), "one number"),
     "not a function": (1.0, "should be a function"),
 }
 
@@ -126,9 +124,8 @@ def test_frechet_checker_accepts_solutions():
     assert ex.check_frechet(frechet_scipy).startswith("Correct!")
 
 
-@pytest.mark.parametrize("name", list(FRECHET_MISTAKES))
-def test_frechet_checker_names_mistake(name):
-    fn, words = FRECHET_MISTAKES[name]
+@pytest.mark.parametrize("fn, words", FRECHET_MISTAKES.values(), ids=list(FRECHET_MISTAKES))
+def test_frechet_checker_names_mistake(fn, words):
     with pytest.raises(WrongAnswer, match=re.escape(words)):
         ex.check_frechet(fn)
 

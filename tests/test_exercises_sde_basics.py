@@ -1,5 +1,6 @@
 """The checkers of the chapter "SDE basics" accept the reference solutions and name each typical mistake."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -55,12 +56,10 @@ def test_brownian_checker_accepts_solution():
     assert ex.check_brownian_path(brownian_ok).startswith("Correct!")
 
 
-@pytest.mark.parametrize("name", list(BROWNIAN_MISTAKES))
-def test_brownian_checker_names_mistake(name):
-    fn, words = BROWNIAN_MISTAKES[name]
-    with pytest.raises(WrongAnswer) as info:
+@pytest.mark.parametrize("fn, words", BROWNIAN_MISTAKES.values(), ids=list(BROWNIAN_MISTAKES))
+def test_brownian_checker_names_mistake(fn, words):
+    with pytest.raises(WrongAnswer, match=re.escape(words)):
         ex.check_brownian_path(fn)
-    assert words in str(info.value), str(info.value)
 
 
 # ------------------------------------------------------------------ Euler–Maruyama for OU
@@ -109,12 +108,10 @@ def test_ou_checker_accepts_solution():
     assert ex.check_simulate_ou(make_ou()).startswith("Correct!")
 
 
-@pytest.mark.parametrize("name", list(OU_MISTAKES))
-def test_ou_checker_names_mistake(name):
-    kw, words = OU_MISTAKES[name]
-    with pytest.raises(WrongAnswer) as info:
+@pytest.mark.parametrize("kw, words", OU_MISTAKES.values(), ids=list(OU_MISTAKES))
+def test_ou_checker_names_mistake(kw, words):
+    with pytest.raises(WrongAnswer, match=re.escape(words)):
         ex.check_simulate_ou(make_ou(**kw))
-    assert words in str(info.value), str(info.value)
 
 
 def test_ou_checker_rejects_non_tensor_output():
@@ -142,12 +139,11 @@ def test_stationary_variance_accepts_function_and_sympy():
     (lambda a, g: g**2, "Set v' = 0"),
     (lambda a, g: g**2 / (2 * a) + 0 * a + 1e-3, "Set v' = 0"),
     (0.5, "not a single number"),
-    (lambda a: a, "failed"),
+    (lambda a: a, "raised TypeError"),
 ])
 def test_stationary_variance_names_mistake(answer, words):
-    with pytest.raises(WrongAnswer) as info:
+    with pytest.raises(WrongAnswer, match=re.escape(words)):
         ex.check_stationary_variance(answer)
-    assert words in str(info.value), str(info.value)
 
 
 def test_stationary_variance_rejects_time_dependent_expression():
@@ -184,9 +180,7 @@ def _mistakes():
     ]
 
 
-@pytest.mark.parametrize("case", range(11))
-def test_convergence_order_names_mistake(case):
-    answer, words = _mistakes()[case]
-    with pytest.raises(WrongAnswer) as info:
+@pytest.mark.parametrize("answer, words", _mistakes())
+def test_convergence_order_names_mistake(answer, words):
+    with pytest.raises(WrongAnswer, match=re.escape(words)):
         ex.check_convergence_order(answer)
-    assert words in str(info.value), str(info.value)

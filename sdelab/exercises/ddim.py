@@ -19,21 +19,12 @@ import math
 import numpy as np
 import torch
 
-from ._core import WrongAnswer, correct, expect, expect_callable
+from ._core import WrongAnswer, as_tensor64, correct, expect, expect_callable
 from ._core import call_answer as _call
 
 __all__ = ["check_ddim_step", "check_strided_timesteps", "check_ddim_inversion", "reference_ddim_step"]
 
 F64 = torch.float64
-
-
-def _tensor(value, name: str) -> torch.Tensor:
-    if torch.is_tensor(value):
-        return value.detach().cpu().to(F64)
-    try:
-        return torch.as_tensor(np.asarray(value, dtype=float), dtype=F64)
-    except (TypeError, ValueError):
-        raise WrongAnswer(f"{name} should return a torch tensor (or an array), got {type(value).__name__}") from None
 
 
 # ------------------------------------------------------------------ one DDIM step
@@ -132,7 +123,7 @@ def check_ddim_step(fn) -> str:
     for eta in _ETAS:  # the eta = 0 cases come first: a failure at eta > 0 means the deterministic part is right
         for ab_t, ab_p in _STEP_CASES:
             call = f"fn(x, eps, abar_t={ab_t}, abar_prev={ab_p}, eta={eta}, noise)"
-            got = _tensor(_call(fn, x.clone(), eps.clone(), ab_t, ab_p, eta, z.clone(), name=call), call)
+            got = as_tensor64(_call(fn, x.clone(), eps.clone(), ab_t, ab_p, eta, z.clone(), name=call), call)
             expect(tuple(got.shape) == tuple(x.shape),
                    f"{call} should return x_prev with the shape of x, {tuple(x.shape)}; got {tuple(got.shape)}.")
             expect(bool(torch.isfinite(got).all()), f"{call} returned NaN or inf values (a square root of a "
@@ -269,7 +260,7 @@ def check_ddim_inversion(fn) -> str:
     sde, data, ts, x = _problem()
     eps_fn = data.eps_fn(sde)
     call = "fn(eps_fn, sde, x, ts)"
-    got = _tensor(_call(fn, eps_fn, sde, x.clone(), ts.clone(), name=call), call)
+    got = as_tensor64(_call(fn, eps_fn, sde, x.clone(), ts.clone(), name=call), call)
     if got.ndim == x.ndim + 1 and got.shape[1:] == x.shape:
         raise WrongAnswer(f"{call} returned a whole trajectory, shape {tuple(got.shape)}; return only the final "
                           f"latents x_T, with the shape of x, {tuple(x.shape)}.")
@@ -277,7 +268,7 @@ def check_ddim_inversion(fn) -> str:
            f"{call} should return latents with the shape of x, {tuple(x.shape)}; got {tuple(got.shape)}.")
     expect(bool(torch.isfinite(got).all()), f"{call} returned NaN or inf values.")
     expect(not torch.allclose(got, x), f"{call} returned its input unchanged: walk the grid from ts[-1] up to ts[0].")
-    again = _tensor(_call(fn, eps_fn, sde, x.clone(), ts.clone(), name=call), call)
+    again = as_tensor64(_call(fn, eps_fn, sde, x.clone(), ts.clone(), name=call), call)
     expect(torch.allclose(got, again, rtol=1e-12, atol=1e-12),
            "Two calls with the same input gave different latents: your encoding is random. DDIM inversion is "
            "deterministic (eta = 0): drawing x_T = alpha_T x0 + sigma_T z samples the forward kernel, and the "

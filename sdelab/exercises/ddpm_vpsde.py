@@ -6,20 +6,21 @@ $\bar\alpha_i = \prod_{j \le i} \alpha_j$ (`alphas_cumprod`).
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import sympy as sp
 import torch
 
 from ..sde import VPSDE
-from ._core import WrongAnswer, correct, expect, expect_array, expect_callable
+from ._core import (WrongAnswer, allclose, correct, expect, expect_array, expect_callable, parse_sympy_in,
+                    reject_mistakes)
 from ._core import call_answer as _call
 
 __all__ = ["check_ddpm_betas", "check_alphas_cumprod", "check_em_variance_factor", "check_posterior_variance"]
 
 
-def _close(a, b, rtol=1e-6, atol=1e-12) -> bool:
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    return a.shape == b.shape and bool(np.allclose(a, b, rtol=rtol, atol=atol))
+_close = partial(allclose, rtol=1e-6, atol=1e-12)  # the betas are about 1e-4: atol well below rtol * beta
 
 
 # ---------------------------------------------------------------- DDPM betas from a continuous schedule
@@ -66,8 +67,7 @@ def check_ddpm_betas(ddpm_betas) -> str:
                                                           "the betas themselves are variances."),
             (np.cumprod(1 - want), "that is alphas_cumprod; the exercise asks for the betas."),
         ]
-        for cand, msg in wrong:
-            expect(not _close(got, cand), where + msg)
+        reject_mistakes(got, wrong, same=_close, prefix=where)
         i = int(np.argmax(np.abs(got - want)))
         raise WrongAnswer(where + f"beta_{i + 1} = {got[i]:.6g}, but it should be {want[i]:.6g}. "
                           "Use linspace(beta_min / N, beta_max / N, N).")
@@ -120,40 +120,21 @@ def check_alphas_cumprod(alphas_cumprod) -> str:
         (np.cumprod(1 - b[::-1])[::-1], "you multiplied from the end; alpha_bar_i is the product over the first i "
                                         "steps."),
     ]
-    for cand, msg in wrong:
-        expect(not _close(got, cand), msg)
+    reject_mistakes(got, wrong, same=_close)
     i = int(np.argmax(np.abs(got - want)))
     raise WrongAnswer(f"{call}[{i}] = {got[i]:.6g}, but it should be {want[i]:.6g}: alpha_bar_i = "
                       "prod_(j <= i) (1 - beta_j).")
 
 
 # ---------------------------------------------------------------- EM variance factor
-_B_SYM = sp.Symbol("beta", positive=True)
+_B_SYM = sp.Symbol("beta_i", positive=True)
 _B_VALUES = (0.01, 0.1, 0.3, 0.5)
-
-
-def _as_function_of_beta(expr, name: str):
-    if callable(expr) and not isinstance(expr, sp.Basic):
-        try:
-            expr = expr(_B_SYM)
-        except Exception as e:
-            raise WrongAnswer(f"calling {name}(beta) with a sympy symbol raised {type(e).__name__}: {e}. Give a "
-                              "sympy expression in beta.") from e
-    try:
-        expr = sp.sympify(expr)
-    except (sp.SympifyError, TypeError) as e:
-        raise WrongAnswer(f"{name} should be a sympy expression in beta, got {type(expr).__name__}") from e
-    free = sorted(expr.free_symbols, key=str)
-    expect(len(free) <= 1, f"{name} should depend on beta_i only, but it contains the symbols {free}.")
-    if free:
-        expr = expr.subs(free[0], _B_SYM)
-    return expr
 
 
 def check_em_variance_factor(factor) -> str:
     r"""Check the variance of one Euler–Maruyama step of the VP-SDE, $x' = (1 - \beta_i/2)x + \sqrt{\beta_i}\,\varepsilon$,
     applied to an $x$ of variance 1: a sympy expression in one symbol ($\beta_i$). Answer: $1 + \beta_i^2/4$."""
-    expr = _as_function_of_beta(factor, "factor")
+    expr = parse_sympy_in(factor, _B_SYM, name="factor")
     vals = np.array([float(sp.N(expr.subs(_B_SYM, v))) for v in _B_VALUES])
     bs = np.array(_B_VALUES)
     want = 1 + bs**2 / 4
@@ -177,8 +158,7 @@ def check_em_variance_factor(factor) -> str:
         (1 + bs**2 / 8, "expand (1 - beta_i/2)^2 = 1 - beta_i + beta_i^2 / 4; the beta_i^2 term is 1/4, not 1/8 "
                         "(1/8 is the gap between the mean coefficients sqrt(1 - beta_i) and 1 - beta_i / 2)."),
     ]
-    for cand, msg in wrong:
-        expect(not _close(vals, cand, rtol=1e-9), msg)
+    reject_mistakes(vals, wrong, same=partial(_close, rtol=1e-9))
     raise WrongAnswer(f"at beta_i = {bs[2]} your factor is {vals[2]:.6g}, but it should be {want[2]:.6g}. "
                       "Var((1 - beta_i/2) x + sqrt(beta_i) eps) with Var x = 1 and eps independent of x.")
 
@@ -220,8 +200,7 @@ def check_posterior_variance(posterior_variance) -> str:
                                                       "1 / (1 - abar_{i-1}); do not rescale by alpha_i afterwards."),
         (np.sqrt(want), "that is the posterior standard deviation; the exercise asks for the variance."),
     ]
-    for cand, msg in wrong:
-        expect(not _close(got, cand), msg)
+    reject_mistakes(got, wrong, same=_close)
     i = int(np.argmax(np.abs(got - want)))
     raise WrongAnswer(f"entry {i} is {got[i]:.6g}, but it should be {want[i]:.6g}. Complete the square in x_{{i-1}} of "
                       "-(x_i - sqrt(alpha_i) x_{i-1})^2 / (2 beta_i) - (x_{i-1} - sqrt(abar_{i-1}) x_0)^2 / "

@@ -6,11 +6,14 @@ schedule $\beta(t) = 0.1 + 19.9\,t$, $B(t) = 0.1\,t + 9.95\,t^2$, $\alpha = e^{-
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import sympy as sp
 
-from ._core import WrongAnswer, correct, expect, expect_array, expect_callable
-from .taylor_ito import _is, _sym
+from ._core import (WrongAnswer, correct, expect, expect_array, expect_callable, parse_sympy, reject_mistakes,
+                    sympy_equal)
+from ._core import call_answer as _call
 
 __all__ = ["check_ou_stationary", "check_second_moment_ode", "check_effective_drift"]
 
@@ -39,7 +42,7 @@ def check_ou_stationary(density) -> str:
     `density` is a sympy expression in `x`, `theta`, `mu`, `sigma` (all but `x`, `mu` positive)."""
     x, mu = sp.Symbol("x", real=True), sp.Symbol("mu", real=True)
     theta, sigma = sp.symbols("theta sigma", positive=True)
-    p = _sym(density, {"x": x, "theta": theta, "mu": mu, "sigma": sigma}, name="density")
+    p = parse_sympy(density, {"x": x, "theta": theta, "mu": mu, "sigma": sigma}, name="density")
     expect(p.has(x), "density should be a function of x")
     fn = sp.lambdify((x, theta, mu, sigma), p, "numpy")
     dfn = sp.lambdify((x, theta, mu, sigma), sp.diff(p, x), "numpy")
@@ -60,8 +63,7 @@ def check_ou_stationary(density) -> str:
             (th / sg**2, "that looks like a precision, not a variance: the variance is sigma^2/(2 theta), so the "
                          "exponent is -(x - mu)^2 / (2 var) = -theta (x - mu)^2 / sigma^2."),
         ]
-        for cand, msg in hints:
-            expect(not np.allclose(var, cand, rtol=1e-3), msg)
+        reject_mistakes(var, hints, same=partial(np.allclose, rtol=1e-3))
         i = int(np.argmax(np.abs(var / v_want - 1)))
         raise WrongAnswer(f"with theta = {th[i]}, sigma = {sg[i]} the variance of your density is {var[i]:.5g}, but it "
                           f"should be sigma^2/(2 theta) = {v_want[i]:.5g}. Set the probability current "
@@ -93,7 +95,7 @@ def check_second_moment_ode(rate) -> str:
     $2a\,m_2 + 2b\,m_1 + g^2$, a sympy expression in `a`, `b`, `g`, `m1` ($=\E x$), `m2` ($=\E x^2$)."""
     a, b, g, m1, m2 = sp.symbols("a b g m1 m2", real=True)
     x = sp.Symbol("x", real=True)
-    r = sp.expand(_sym(rate, {"a": a, "b": b, "g": g, "m1": m1, "m2": m2, "x": x}, name="rate"))
+    r = sp.expand(parse_sympy(rate, {"a": a, "b": b, "g": g, "m1": m1, "m2": m2, "x": x}, name="rate"))
     expect(not r.has(x), "the answer should involve the moments m1 = E x and m2 = E x^2, not x: take the "
                          "expectation of f phi' + (1/2) g^2 phi''")
     target = 2 * a * m2 + 2 * b * m1 + g**2
@@ -110,10 +112,9 @@ def check_second_moment_ode(rate) -> str:
         (2 * a * m1**2 + 2 * b * m1 + g**2, "E[x^2] = m2, which differs from m1^2 by the variance: E[2a x^2] = 2a m2."),
         (2 * a * m2 + g**2, "the constant part b of the drift contributes E[2 x b] = 2b m1."),
     ]
-    for cand, msg in wrong:
-        expect(not _is(r, cand), msg)
-    expect(_is(r, target), f"d/dt E x^2 should be 2 a m2 + 2 b m1 + g^2, got {r}. Use d/dt E phi = "
-                           "E[f phi' + (1/2) g^2 phi''] with phi = x^2.")
+    reject_mistakes(r, wrong, same=sympy_equal)
+    expect(sympy_equal(r, target), f"d/dt E x^2 should be 2 a m2 + 2 b m1 + g^2, got {r}. Use d/dt E phi = "
+                                   "E[f phi' + (1/2) g^2 phi''] with phi = x^2.")
     return correct("d/dt E x^2 = 2a E x^2 + 2b E x + g^2. With the mean ODE m1' = a m1 + b, the variance obeys "
                    "v' = 2a v + g^2; for the VP-SDE (a = -beta/2, b = 0, g^2 = beta) that is v' = -beta v + beta.")
 
@@ -136,11 +137,8 @@ def check_effective_drift(velocity) -> str:
     VP-SDE for data $\N(1, 0.5^2)$, where $p_t = \N(\alpha, \alpha^2/4 + \sigma^2)$. `x`: NumPy array, `t`: float."""
     expect_callable(velocity, name="velocity")
     for t in _TS:
-        try:
-            out = velocity(_X.copy(), t)
-        except Exception as e:
-            raise WrongAnswer(f"velocity(x, {t}) raised {type(e).__name__}: {e}") from e
-        v = expect_array(out, name=f"velocity(x, {t})")
+        call = f"velocity(x, {t})"
+        v = expect_array(_call(velocity, _X.copy(), t, name=call), name=call)
         expect(v.shape == _X.shape, f"velocity(x, {t}) should have the shape of x, {_X.shape}, got {v.shape}")
         beta, alpha, sig2 = _vp(t)
         m, var = alpha * _M0, alpha**2 * _S0**2 + sig2
@@ -165,8 +163,7 @@ def check_effective_drift(velocity) -> str:
             (np.zeros_like(_X), "the effective velocity is zero only when p_t is stationary; here p_t = "
                                 "N(alpha, alpha^2/4 + sigma^2) still changes."),
         ]
-        for cand, msg in wrong:
-            expect(not np.allclose(v, cand, rtol=1e-4, atol=1e-6), where + msg)
+        reject_mistakes(v, wrong, same=partial(np.allclose, rtol=1e-4, atol=1e-6), prefix=where)
         i = int(np.argmax(np.abs(v - want)))
         raise WrongAnswer(where + f"velocity({_X[i]:g}, {t}) = {v[i]:.6g}, expected {want[i]:.6g}: f(x) - (beta/2) "
                                   "d/dx log p_t(x) with p_t = N(alpha, alpha^2/4 + sigma^2).")

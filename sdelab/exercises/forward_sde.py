@@ -7,11 +7,13 @@ the geometric VE noise level $\sigma(t) = \sigma_{min} (\sigma_{max}/\sigma_{min
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import torch
 
-from ._core import WrongAnswer, correct, expect, expect_array, expect_callable
+from ._core import (WrongAnswer, allclose, correct, expect, expect_array, expect_callable, expect_number,
+                    reject_mistakes)
 from ._core import call_answer as _call
 
 __all__ = ["check_vp_diffusion", "check_subvp_variance", "check_ve_diffusion", "check_beta_max"]
@@ -19,9 +21,7 @@ __all__ = ["check_vp_diffusion", "check_subvp_variance", "check_ve_diffusion", "
 BETA_MIN, BETA_MAX = 0.1, 20.0
 
 
-def _close(a, b, rtol=1e-4, atol=1e-9) -> bool:
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    return a.shape == b.shape and bool(np.allclose(a, b, rtol=rtol, atol=atol))
+_close = partial(allclose, rtol=1e-4, atol=1e-9)
 
 
 def _B(t):
@@ -39,10 +39,8 @@ def check_vp_diffusion(vp_diffusion) -> str:
     expect_callable(vp_diffusion, name="vp_diffusion")
     got = []
     for c, beta in _PAIRS:
-        out = _call(vp_diffusion, c, beta, name=f"vp_diffusion({c}, {beta})")
-        arr = expect_array(out, name=f"vp_diffusion({c}, {beta})")
-        expect(arr.size == 1, f"vp_diffusion({c}, {beta}) should be one number, got shape {arr.shape}")
-        got.append(float(arr.reshape(())))
+        call = f"vp_diffusion({c}, {beta})"
+        got.append(expect_number(_call(vp_diffusion, c, beta, name=call), name=call))
     got = np.array(got)
     C, Bt = np.array(_PAIRS).T
     want = np.sqrt(2 * C * Bt)
@@ -66,8 +64,7 @@ def check_vp_diffusion(vp_diffusion) -> str:
         (Bt, "g = beta is dimensionally inconsistent: beta is a rate (1/time), and g dw must have the units of x, so "
              "g^2 (not g) is a rate. Balance -2 c beta v + g^2 = 0 at v = 1."),
     ]
-    for cand, msg in wrong:
-        expect(not _close(got, cand), msg)
+    reject_mistakes(got, wrong, same=_close)
     i = int(np.argmax(np.abs(got - want)))
     raise WrongAnswer(f"vp_diffusion({C[i]:g}, {Bt[i]:g}) = {got[i]:.6g} does not give stationary variance 1 "
                       f"(it gives {got[i] ** 2 / (2 * C[i] * Bt[i]):.4g}). Use v_inf = g^2 / (2 c beta).")
@@ -106,8 +103,7 @@ def check_subvp_variance(subvp_var) -> str:
             (E * v0 + (1 - np.exp(-(BETA_MIN + (BETA_MAX - BETA_MIN) * _TS) * _TS)) ** 2,
              "you used beta(t) t in place of B(t) = int_0^t beta(s) ds = beta_min t + (beta_max - beta_min) t^2 / 2."),
         ]
-        for cand, msg in wrong:
-            expect(not _close(v, cand), where + msg)
+        reject_mistakes(v, wrong, same=_close, prefix=where)
         i = int(np.argmax(np.abs(v - want)))
         raise WrongAnswer(where + f"subvp_var({_TS[i]:g}) = {v[i]:.6g}, but it should be {want[i]:.6g}. "
                           "Var x_t = alpha^2 v0 + sigma^2 with alpha^2 = e^{-B}, sigma^2 = (1 - e^{-B})^2.")
@@ -153,8 +149,7 @@ def check_ve_diffusion(ve_g) -> str:
             (sig * L, "g is sigma(t) sqrt(2 ln(ratio)): you have ln(ratio) sigma = sigma', the derivative of sigma, "
                       "but g^2 is the derivative of sigma^2."),
         ]
-        for cand, msg in wrong:
-            expect(not _close(g, cand), where + msg)
+        reject_mistakes(g, wrong, same=_close, prefix=where)
         i = int(np.argmax(np.abs(g - want)))
         raise WrongAnswer(where + f"ve_g({_VE_TS[i]:g}) = {g[i]:.6g}, but it should be {want[i]:.6g}. "
                           "g(t) = sqrt(d sigma(t)^2 / dt).")
@@ -167,9 +162,7 @@ def check_beta_max(beta_max) -> str:
     r"""Check the $\beta_{max}$ for which the linear VP schedule with $\beta_{min} = 0.1$, $T = 1$ ends at
     $\alpha(1) = 0.01$: $B(1) = (\beta_{min} + \beta_{max})/2 = 2\ln 100$, so $\beta_{max} = 4\ln 100 - 0.1$."""
     want = 4 * math.log(100) - BETA_MIN
-    arr = expect_array(beta_max, name="beta_max")
-    expect(arr.size == 1, f"beta_max should be one number, got shape {arr.shape}")
-    v = float(arr.reshape(()))
+    v = expect_number(beta_max, name="beta_max")
     if abs(v - want) <= 1e-3 * want:
         return correct(f"beta_max = 4 ln(100) - beta_min = {want:.3f}: the usual beta_max = 20 gives "
                        f"alpha(1) = {math.exp(-(BETA_MIN + BETA_MAX) / 4):.4f}.")
@@ -184,8 +177,8 @@ def check_beta_max(beta_max) -> str:
                                "once)."),
         (L, "alpha(1) = exp(-B(1)/2) with B(1) = (beta_min + beta_max)/2: solve exp(-(0.1 + beta_max)/4) = 0.01."),
     ]
-    for cand, msg in wrong:
-        expect(abs(v - cand) > 1e-3 * abs(cand), f"beta_max = {v:.6g} is not right: {msg}")
+    reject_mistakes(v, wrong, same=lambda got, cand: abs(got - cand) <= 1e-3 * abs(cand),
+                    prefix=f"beta_max = {v:.6g} is not right: ")
     expect(math.isfinite(v) and v > BETA_MIN, f"beta_max = {v:.6g}: it must be a finite number above beta_min = 0.1.")
     direction = "large" if v > want else "small"
     raise WrongAnswer(f"beta_max = {v:.6g} is too {direction}: alpha(1) would be {math.exp(-(BETA_MIN + v) / 4):.4g}, "

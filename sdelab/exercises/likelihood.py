@@ -14,37 +14,19 @@ Each returns a `Feedback` message when the answer is right and raises `WrongAnsw
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import sympy as sp
 import torch
 
-from ._core import WrongAnswer, correct, expect, expect_callable
-from .taylor_ito import _sym
+from ._core import (WrongAnswer, as_array, as_numeric_function, correct, expect, expect_callable, expect_number,
+                    reject_mistakes)
+from ._core import call_answer as _call
 
 __all__ = ["check_bits_per_dim", "check_hutchinson_trace", "check_vp_divergence"]
 
 F64 = torch.float64
-
-
-def _values(out, name: str, shape: tuple) -> np.ndarray:
-    """The answer as a float array of `shape` (a float is fine for shape `()`), or a `WrongAnswer`."""
-    if torch.is_tensor(out):
-        out = out.detach().cpu().to(F64).numpy()
-    try:
-        arr = np.asarray(out, dtype=float)
-    except (TypeError, ValueError):
-        raise WrongAnswer(f"{name} should return a number or a tensor of numbers, got {type(out).__name__}") from None
-    return arr
-
-
-def _call(fn, args, name: str, kwargs=None):
-    try:
-        return fn(*args, **(kwargs or {}))
-    except WrongAnswer:
-        raise
-    except Exception as exc:  # noqa: BLE001 - report any failure of the student's code
-        raise WrongAnswer(f"Calling {name} failed: {exc!r}") from None
 
 
 # ------------------------------------------------------------------ 1. bits per dimension
@@ -64,7 +46,8 @@ def check_bits_per_dim(fn) -> str:
     delta = 2 / 256
     log2 = math.log(2)
     for logp, D in _BPD_CASES:
-        out = _values(_call(fn, (logp.clone(), D), "your function"), "your function", logp.shape)
+        call = f"fn(logp, dims={D})"
+        out = as_array(_call(fn, logp.clone(), D, name=call), call)
         want = (-(logp + D * math.log(delta)) / (D * log2)).numpy()
         if out.shape != want.shape:
             if out.size == 1 and want.size > 1:
@@ -103,15 +86,14 @@ def check_bits_per_dim(fn) -> str:
                                           "spacing of the levels k/127.5 - 1 that put k = 0 and 255 exactly on the "
                                           "ends, not the width of a bin."),
         ]
-        for target, msg in mistakes:
-            if np.allclose(out, target, rtol=1e-7, atol=1e-7):
-                raise WrongAnswer(msg)
+        reject_mistakes(out, mistakes, same=partial(np.allclose, rtol=1e-7, atol=1e-7))
         raise WrongAnswer(f"For log p = {logp.tolist()} and D = {D} the bits/dim are "
                           f"{[round(v, 6) for v in want.tolist()]}, yours are {[round(v, 6) for v in out.tolist()]}. "
                           "Use bpd = -(log p + D log(2/256)) / (D ln 2).")
     # a plain float works too, and the uniform density on [-1, 1]^D is 8 bits/dim exactly
     D = 10
-    out = _values(_call(fn, (-D * math.log(2), D), "your function with a float log p"), "your function", ())
+    call = f"fn(logp, dims={D}) with a float logp"
+    out = as_array(_call(fn, -D * math.log(2), D, name=call), call)
     expect(out.size == 1 and abs(float(out.reshape(-1)[0]) - 8.0) < 1e-9,
            f"With a plain float log p = -D ln 2 (the uniform density on [-1, 1]^D, D = {D}) your function should "
            f"give exactly 8 bits/dim, got {out.tolist()}. Make it work for floats as well as tensors "
@@ -139,8 +121,9 @@ def _linear_fn(x: torch.Tensor) -> torch.Tensor:
 
 
 def _run_hutch(fn, f, x, K, seed):
-    out = _call(fn, (f, x.clone(), K), "your function", {"generator": torch.Generator().manual_seed(seed)})
-    return out, _values(out, "your function", (x.shape[0],))
+    call = f"fn(f, x, n_probes={K}, generator)"
+    out = _call(fn, f, x.clone(), K, generator=torch.Generator().manual_seed(seed), name=call)
+    return out, as_array(out, call)
 
 
 def check_hutchinson_trace(fn) -> str:
@@ -247,22 +230,6 @@ _NAMES = ("beta", "d", "alpha", "sigma", "s")
 _DIV_CASES = [(3.0, 2, 0.8, 0.6, 0.5), (10.0, 784, 0.3, 0.95, 1.2), (0.5, 5, 0.99, 0.1, 0.3)]
 
 
-def _as_function(answer):
-    if isinstance(answer, (int, float)) and not isinstance(answer, bool):
-        raise WrongAnswer("Give a function div_v(beta, d, alpha, sigma, s) or a sympy expression in those symbols, "
-                          "not a single number.")
-    if isinstance(answer, (sp.Basic, str)):
-        if isinstance(answer, sp.Basic) and {v.name for v in answer.free_symbols} & {"x", "mu"}:
-            raise WrongAnswer("The divergence of this velocity does not depend on x or mu: differentiate first, "
-                              "then simplify (div x = d, and the score is affine in x).")
-        syms = {n: sp.Symbol(n, positive=True) for n in _NAMES}
-        expr = _sym(answer, syms, name="your divergence")
-        f = sp.lambdify([syms[n] for n in _NAMES], expr, "math")
-        return lambda *args: f(*args)
-    expect_callable(answer, name="your divergence")
-    return answer
-
-
 def check_vp_divergence(answer) -> str:
     r"""Check $\nabla\cdot v = \tfrac{\beta d}{2}\bigl(1/(\alpha^2 s^2 + \sigma^2) - 1\bigr)$ for the VP PF-ODE velocity
     $v = -\tfrac12\beta x - \tfrac12\beta\nabla\log p_t$ and data $\mathcal N(\mu, s^2 I_d)$.
@@ -270,13 +237,14 @@ def check_vp_divergence(answer) -> str:
     `answer` is `answer(beta, d, alpha, sigma, s)` or a sympy expression in symbols named `beta`, `d`, `alpha`,
     `sigma`, `s`.
     """
-    fn = _as_function(answer)
+    if isinstance(answer, sp.Basic) and {v.name for v in answer.free_symbols} & {"x", "mu"}:
+        raise WrongAnswer("The divergence of this velocity does not depend on x or mu: differentiate first, "
+                          "then simplify (div x = d, and the score is affine in x).")
+    fn = as_numeric_function(answer, _NAMES, name="div_v")
     got = []
     for case in _DIV_CASES:
-        out = _values(_call(fn, case, "your divergence"), "your divergence", ())
-        expect(out.size == 1, f"Your divergence should be one number per (beta, d, alpha, sigma, s), got shape "
-                              f"{out.shape}.")
-        got.append(float(out.reshape(-1)[0]))
+        call = "div_v({}, {}, {}, {}, {})".format(*case)
+        got.append(expect_number(_call(fn, *case, name=call), name=call))
 
     def vt(a, sg, s):
         return a**2 * s**2 + sg**2

@@ -13,32 +13,14 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
-from ._core import WrongAnswer, correct, expect, expect_callable
+from ._core import WrongAnswer, as_tensor64, correct, expect, expect_callable, expect_number
+from ._core import call_answer as _call
 
 __all__ = ["check_inpaint_step", "check_cfg", "check_frechet"]
 
 F64 = torch.float64
-
-
-def _tensor(value, name: str) -> torch.Tensor:
-    if torch.is_tensor(value):
-        return value.detach().cpu().to(F64)
-    try:
-        return torch.as_tensor(np.asarray(value, dtype=float), dtype=F64)
-    except (TypeError, ValueError):
-        raise WrongAnswer(f"{name} should return a torch tensor, got {type(value).__name__}") from None
-
-
-def _call(fn, name: str, *args, **kwargs):
-    try:
-        return fn(*args, **kwargs)
-    except WrongAnswer:
-        raise
-    except Exception as exc:  # noqa: BLE001 - report any failure of the student's code
-        raise WrongAnswer(f"Calling {name} failed: {exc!r}") from None
 
 
 # ------------------------------------------------------------------ inpainting replacement
@@ -60,8 +42,9 @@ def check_inpaint_step(fn) -> str:
     mask = torch.zeros(1, 1, 2, 2)
     mask[..., 0, :] = 1.0                                       # the top row is known
     mask = mask.expand(M, 1, 2, 2).clone()
-    out = _tensor(_call(fn, "your inpainting step", x.clone(), x0.clone(), mask.clone(), t, sde,
-                        generator=torch.Generator().manual_seed(1)), "your inpainting step")
+    step = "your inpainting step"
+    out = as_tensor64(_call(fn, x.clone(), x0.clone(), mask.clone(), t, sde,
+                            generator=torch.Generator().manual_seed(1), name=step), step)
     expect(tuple(out.shape) == tuple(x.shape),
            f"Your step should return a tensor shaped like x, {tuple(x.shape)}; got {tuple(out.shape)}.")
     expect(bool(torch.isfinite(out).all()), "Your step returned NaN or inf values.")
@@ -116,8 +99,8 @@ def check_inpaint_step(fn) -> str:
     expect(abs(corr) <= 5 / math.sqrt(M),
            f"The noise of two different known pixels has correlation {corr:.2f}: draw an independent z for every "
            "pixel (torch.randn(x.shape, generator=generator)).")
-    again = _tensor(_call(fn, "your inpainting step", x.clone(), x0.clone(), mask.clone(), t, sde,
-                          generator=torch.Generator().manual_seed(1)), "your inpainting step")
+    again = as_tensor64(_call(fn, x.clone(), x0.clone(), mask.clone(), t, sde,
+                              generator=torch.Generator().manual_seed(1), name=step), step)
     expect(torch.equal(out, again),
            "Two calls with generators seeded alike gave different results: draw z with the generator argument, "
            "torch.randn(x.shape, generator=generator).")
@@ -133,7 +116,8 @@ def check_cfg(fn) -> str:
     c, u = torch.randn(4, 1, 3, 3, generator=g), torch.randn(4, 1, 3, 3, generator=g)
     results = {}
     for w in (0.0, 0.5, 2.0):
-        out = _tensor(_call(fn, "your guidance function", c.clone(), u.clone(), w), "your guidance function")
+        call = f"your guidance function with w = {w}"
+        out = as_tensor64(_call(fn, c.clone(), u.clone(), w, name=call), call)
         expect(tuple(out.shape) == tuple(c.shape),
                f"The guided prediction should have the shape of eps_cond, {tuple(c.shape)}; got {tuple(out.shape)}.")
         results[w] = out
@@ -201,12 +185,10 @@ def check_frechet(fn) -> str:
         c1, c2 = a @ a.T + 0.5 * torch.eye(3, dtype=F64), b @ b.T + 0.3 * torch.eye(3, dtype=F64)
         mu1, mu2 = torch.randn(3, generator=g, dtype=F64), torch.randn(3, generator=g, dtype=F64) * 2
         cases.append((mu1, c1, mu2, c2))
+    name = "your Fréchet distance"
     got = []
     for mu1, c1, mu2, c2 in cases:
-        v = _call(fn, "your Fréchet distance", mu1.clone(), c1.clone(), mu2.clone(), c2.clone())
-        arr = _tensor(v, "your Fréchet distance")
-        expect(arr.numel() == 1, f"The distance should be a single number, got a tensor of shape {tuple(arr.shape)}.")
-        val = float(arr.reshape(()))
+        val = expect_number(_call(fn, mu1.clone(), c1.clone(), mu2.clone(), c2.clone(), name=name), name=name)
         expect(math.isfinite(val), f"Your distance is {val}: it should be a finite number.")
         got.append(val)
 
@@ -217,8 +199,7 @@ def check_frechet(fn) -> str:
     if near(ref):
         # the same Gaussian twice must give 0
         mu1, c1, _, _ = cases[0]
-        zero = float(_tensor(_call(fn, "your Fréchet distance", mu1.clone(), c1.clone(), mu1.clone(), c1.clone()),
-                             "your Fréchet distance").reshape(()))
+        zero = expect_number(_call(fn, mu1.clone(), c1.clone(), mu1.clone(), c1.clone(), name=name), name=name)
         expect(abs(zero) < 1e-6, f"The distance of a Gaussian to itself should be 0, yours is {zero:.3g}.")
         return correct("The squared Fréchet distance: the squared distance of the means plus a covariance term that "
                        "vanishes exactly when Sigma_1 = Sigma_2. It is the FID once the Gaussians are fitted to "

@@ -6,10 +6,13 @@ $\alpha(t) = e^{-B(t)/2}$ and $\sigma(t) = \sqrt{1 - e^{-B(t)}}$.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 
-from ._core import WrongAnswer, correct, expect, expect_array, expect_callable
+from ._core import (WrongAnswer, allclose, correct, expect, expect_array, expect_callable, expect_number,
+                    reject_mistakes)
 from ._core import call_answer as _call
 
 __all__ = ["check_chosen_or_learned", "check_alpha_sigma", "check_reverse_drift", "check_marginal_moments",
@@ -78,8 +81,7 @@ def _beta(t):
 _TS = np.array([0.05, 0.2, 0.5, 0.8, 1.0])
 
 
-def _close(a, b, rtol=1e-4, atol=1e-7) -> bool:
-    return a.shape == b.shape and bool(np.allclose(a, b, rtol=rtol, atol=atol))
+_close = partial(allclose, rtol=1e-4, atol=1e-7)
 
 
 def check_alpha_sigma(alpha_sigma) -> str:
@@ -97,34 +99,31 @@ def check_alpha_sigma(alpha_sigma) -> str:
     B = _B(_TS)
     alpha = np.exp(-B / 2)
     sigma = np.sqrt(1 - np.exp(-B))
-    if not _close(a, alpha):
-        wrong = {
-            "alpha_bar": (np.exp(-B), "you returned alpha_bar(t) = alpha(t)^2 = exp(-B(t)). The mean coefficient "
-                                      "is alpha(t) = exp(-B(t)/2): mind the 1/2."),
-            "beta_t": (np.exp(-_beta(_TS) * _TS / 2), "your B(t) is beta(t) * t = beta_min t + (beta_max - beta_min) t^2, "
-                       "which lacks the 1/2 of the quadratic term. B(t) is the integral int_0^t beta(s) ds = "
-                       "beta_min t + (beta_max - beta_min) t^2 / 2."),
-            "beta_max_only": (np.exp(-BETA_MAX * _TS / 2), "you used a constant rate beta_max; the schedule is "
-                              "linear, so integrate beta(s) = beta_min + (beta_max - beta_min) s."),
-        }
-        for _, (cand, msg) in wrong.items():
-            expect(not _close(a, cand), f"alpha is wrong: {msg}")
-        i = int(np.argmax(np.abs(a - alpha)))
-        raise WrongAnswer(f"alpha({_TS[i]:g}) = {a[i]:.6g}, but it should be {alpha[i]:.6g}. Use "
-                          "alpha(t) = exp(-B(t)/2) with B(t) = beta_min t + (beta_max - beta_min) t^2 / 2.")
-    if not _close(s, sigma):
-        wrong = {
-            "one_minus_alpha": (1 - alpha, "sigma is not 1 - alpha: the kernel's variance is 1 - alpha^2, so "
-                                           "sigma = sqrt(1 - alpha^2)."),
-            "variance": (1 - alpha**2, "you returned the variance sigma^2 = 1 - exp(-B(t)); take its square root."),
-            "sqrt_one_minus_alpha": (np.sqrt(1 - alpha), "you used alpha where alpha^2 = alpha_bar belongs: "
-                                                         "sigma = sqrt(1 - alpha^2) = sqrt(1 - exp(-B(t)))."),
-        }
-        for _, (cand, msg) in wrong.items():
-            expect(not _close(s, cand), f"sigma is wrong: {msg}")
-        i = int(np.argmax(np.abs(s - sigma)))
-        raise WrongAnswer(f"sigma({_TS[i]:g}) = {s[i]:.6g}, but it should be {sigma[i]:.6g}. "
-                          "Use sigma(t) = sqrt(1 - exp(-B(t))).")
+    alpha_mistakes = [
+        (np.exp(-B), "you returned alpha_bar(t) = alpha(t)^2 = exp(-B(t)). The mean coefficient is "
+                     "alpha(t) = exp(-B(t)/2): mind the 1/2."),
+        (np.exp(-_beta(_TS) * _TS / 2), "your B(t) is beta(t) * t = beta_min t + (beta_max - beta_min) t^2, which "
+                                        "lacks the 1/2 of the quadratic term. B(t) is the integral int_0^t beta(s) ds "
+                                        "= beta_min t + (beta_max - beta_min) t^2 / 2."),
+        (np.exp(-BETA_MAX * _TS / 2), "you used a constant rate beta_max; the schedule is linear, so integrate "
+                                      "beta(s) = beta_min + (beta_max - beta_min) s."),
+    ]
+    sigma_mistakes = [
+        (1 - alpha, "sigma is not 1 - alpha: the kernel's variance is 1 - alpha^2, so sigma = sqrt(1 - alpha^2)."),
+        (1 - alpha**2, "you returned the variance sigma^2 = 1 - exp(-B(t)); take its square root."),
+        (np.sqrt(1 - alpha), "you used alpha where alpha^2 = alpha_bar belongs: "
+                             "sigma = sqrt(1 - alpha^2) = sqrt(1 - exp(-B(t)))."),
+    ]
+    for name, got, want, mistakes, formula in [
+        ("alpha", a, alpha, alpha_mistakes, "alpha(t) = exp(-B(t)/2) with B(t) = beta_min t + (beta_max - beta_min) "
+                                            "t^2 / 2"),
+        ("sigma", s, sigma, sigma_mistakes, "sigma(t) = sqrt(1 - exp(-B(t)))"),
+    ]:
+        if _close(got, want):
+            continue
+        reject_mistakes(got, mistakes, same=_close, prefix=f"{name} is wrong: ")
+        i = int(np.argmax(np.abs(got - want)))
+        raise WrongAnswer(f"{name}({_TS[i]:g}) = {got[i]:.6g}, but it should be {want[i]:.6g}. Use {formula}.")
     return correct(f"alpha(1) = {alpha[-1]:.4f} and sigma(1) = {sigma[-1]:.6f}: at t = 1 the signal is scaled "
                    "by about 0.0066, small but not zero.")
 
@@ -175,8 +174,7 @@ def check_reverse_drift(reverse_drift) -> str:
         (-0.5 * BETA_MAX * xn - BETA_MAX * s, "you used beta_max for every t; beta(t) = beta_min + "
                                               "(beta_max - beta_min) t varies with t."),
     ]
-    for cand, msg in wrong:
-        expect(not _close(d, cand, rtol=1e-6), msg)
+    reject_mistakes(d, wrong, same=partial(_close, rtol=1e-6))
     raise WrongAnswer("reverse_drift does not match f(x, t) - g(t)^2 score(x, t) with f = -beta(t) x / 2 and "
                       "g(t)^2 = beta(t), beta(t) = 0.1 + 19.9 t. Call score_fn(x, t) once and combine.")
 
@@ -194,8 +192,8 @@ def check_marginal_moments(marginal_moments) -> str:
         out = _call(marginal_moments, mu0, s0, t, name=f"marginal_moments({mu0}, {s0}, {t})")
         expect(isinstance(out, (tuple, list)) and len(out) == 2,
                "marginal_moments should return a pair (mean, var)")
-        m = float(expect_array(out[0], name="mean").reshape(-1)[0])
-        v = float(expect_array(out[1], name="var").reshape(-1)[0])
+        m = expect_number(out[0], name="mean")
+        v = expect_number(out[1], name="var")
         B = _B(t)
         a, s2 = np.exp(-B / 2), 1 - np.exp(-B)
         where = f"For mu0 = {mu0}, s0 = {s0}, t = {t}: "

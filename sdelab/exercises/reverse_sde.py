@@ -9,38 +9,17 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 from ..sde import VPSDE, SubVPSDE
 from ..toy import ring
-from ._core import WrongAnswer, correct, expect, expect_callable
+from ._core import WrongAnswer, allclose, correct, expect, expect_callable, expect_tensor, reject_mistakes
 from ._core import call_answer as _call
 
 __all__ = ["check_lambda_drift", "check_reverse_em_step", "check_pf_gaussian_map"]
 
 F64 = torch.float64
 BETA_MIN, BETA_MAX = 0.1, 20.0
-
-
-def _np(x) -> np.ndarray:
-    if torch.is_tensor(x):
-        return x.detach().to("cpu", F64).numpy()
-    return np.asarray(x, dtype=float)
-
-
-def _close(a, b, rtol=1e-6, atol=1e-10) -> bool:
-    a, b = _np(a), _np(b)
-    return a.shape == b.shape and bool(np.allclose(a, b, rtol=rtol, atol=atol))
-
-
-def _tensor_answer(value, name: str, shape, *, nan_hint: str = "") -> torch.Tensor:
-    if isinstance(value, np.ndarray):
-        value = torch.from_numpy(value)
-    expect(torch.is_tensor(value), f"{name} should be a torch tensor, got {type(value).__name__}")
-    expect(tuple(value.shape) == tuple(shape), f"{name} should have shape {tuple(shape)}, got {tuple(value.shape)}")
-    expect(bool(torch.isfinite(value).all()), f"{name} contains NaN or inf values. {nan_hint}".strip())
-    return value
 
 
 # ---------------------------------------------------------------- the lambda family of reverse drifts
@@ -63,11 +42,11 @@ def check_lambda_drift(lambda_drift) -> str:
     got = {}
     for lam in _LAMS:
         call = f"lambda_drift(x, t, score, lam={lam:g})"
-        got[lam] = _tensor_answer(_call(lambda_drift, x.clone(), t.clone(), score.clone(), lam, name=call),
-                                  f"the result of {call}", (B, 2))
+        got[lam] = expect_tensor(_call(lambda_drift, x.clone(), t.clone(), score.clone(), lam, name=call),
+                                 name=f"the result of {call}", shape=(B, 2))
 
     def matches(c_of_lam, fx=f, g2=beta, sign=-1.0):
-        return all(_close(got[lam], fx + sign * c_of_lam(lam) * g2 * score) for lam in _LAMS)
+        return all(allclose(got[lam], fx + sign * c_of_lam(lam) * g2 * score) for lam in _LAMS)
 
     if matches(lambda lam: (1 + lam**2) / 2):
         return correct("f - (1 + lambda^2)/2 g^2 score: lambda = 0 is the probability-flow ODE (half the score term, "
@@ -103,7 +82,7 @@ def check_lambda_drift(lambda_drift) -> str:
     ]
     for c_of_lam, kw, msg in wrong:
         expect(not matches(c_of_lam, **kw), msg)
-    bad = [lam for lam in _LAMS if not _close(got[lam], f - (1 + lam**2) / 2 * beta * score)]
+    bad = [lam for lam in _LAMS if not allclose(got[lam], f - (1 + lam**2) / 2 * beta * score)]
     raise WrongAnswer(f"the drift is wrong for lambda in {bad}: it should be -beta(t) x/2 - (1 + lambda^2)/2 beta(t) "
                       "score with beta(t) = 0.1 + 19.9 t.")
 
@@ -124,15 +103,15 @@ def check_reverse_em_step(reverse_em_step) -> str:
         z = torch.randn((B, 2), generator=gen, dtype=F64)
         name = type(sde).__name__
         call = f"reverse_em_step(score_fn, {name}(0.1, 20), x, t={t}, dt={dt}, z)"
-        got = _tensor_answer(_call(reverse_em_step, score_fn, sde, x.clone(), t, dt, z.clone(), name=call),
-                             f"the result of {call}", (B, 2),
-                             nan_hint="dt is negative: the noise is g sqrt(|dt|) z, the square root of |dt|.")
+        got = expect_tensor(_call(reverse_em_step, score_fn, sde, x.clone(), t, dt, z.clone(), name=call),
+                            name=f"the result of {call}", shape=(B, 2),
+                            nan_hint="dt is negative: the noise is g sqrt(|dt|) z, the square root of |dt|.")
         tt = torch.full((B,), t, dtype=F64)
         f = sde.drift(x, tt)
         g = float(sde.diffusion(torch.tensor(t, dtype=F64)))
         s = score_fn(x, tt)
         want = x + (f - g**2 * s) * dt + g * math.sqrt(-dt) * z
-        if _close(got, want):
+        if allclose(got, want):
             continue
         where = f"{call}: "
         s_next = score_fn(x, torch.full((B,), t + dt, dtype=F64))
@@ -165,8 +144,7 @@ def check_reverse_em_step(reverse_em_step) -> str:
              "the noise is g sqrt(|dt|) z; a factor sqrt(2) belongs to the drift -beta x with g = sqrt(2 beta), not "
              "to the VP-SDE."),
         ]
-        for cand, msg in wrong:
-            expect(not _close(got, cand), where + msg)
+        reject_mistakes(got, wrong, same=allclose, prefix=where)
         raise WrongAnswer(where + "the step should be x + (f(x, t) - g(t)^2 score(x, t)) dt + g(t) sqrt(|dt|) z, with "
                           "f = sde.drift(x, t) and g = sde.diffusion(t).")
     return correct("x + (f - g^2 s) dt + g sqrt(|dt|) z with dt < 0: Euler-Maruyama on Anderson's reverse SDE. "
@@ -190,12 +168,13 @@ def check_pf_gaussian_map(pf_map) -> str:
     x_T = torch.linspace(-2.5, 2.5, 11, dtype=F64)
     for m0, s0, t in _MAP_CASES:
         call = f"pf_map(x_T, t={t}, m0={m0}, s0={s0})"
-        got = _tensor_answer(_call(pf_map, x_T.clone(), t, m0, s0, name=call), f"the result of {call}", (11,))
+        got = expect_tensor(_call(pf_map, x_T.clone(), t, m0, s0, name=call), name=f"the result of {call}",
+                            shape=(11,))
         a, a1 = math.exp(-_B(t) / 2), math.exp(-_B(1.0) / 2)
         v, v1 = a**2 * s0**2 + 1 - a**2, a1**2 * s0**2 + 1 - a1**2
         m, m1 = a * m0, a1 * m0
         want = m + (x_T - m1) * math.sqrt(v / v1)
-        if _close(got, want):
+        if allclose(got, want):
             continue
         where = f"{call}: "
         vs = a**2 * s0**2 + (1 - a**2) ** 2, a1**2 * s0**2 + (1 - a1**2) ** 2  # sigma^2 squared by mistake
@@ -221,8 +200,7 @@ def check_pf_gaussian_map(pf_map) -> str:
             (m + (x_T - m1) * math.sqrt((a**2 * s0 + 1 - a**2) / (a1**2 * s0 + 1 - a1**2)),
              "s0 is the data's standard deviation: v(t) = alpha^2 s0^2 + sigma^2 uses s0^2."),
         ]
-        for cand, msg in wrong:
-            expect(not _close(got, cand), where + msg)
+        reject_mistakes(got, wrong, same=allclose, prefix=where)
         raise WrongAnswer(where + "x(t) should be alpha(t) m0 + (x_T - alpha(1) m0) sqrt(v(t)/v(1)) with "
                           "v = alpha^2 s0^2 + 1 - alpha^2 and alpha(t) = exp(-B(t)/2), B(t) = 0.1 t + 9.95 t^2.")
     return correct("the PF-ODE moves each point so that its standardised position (x - m(t))/sqrt(v(t)) stays fixed: a "

@@ -16,7 +16,7 @@ import math
 import numpy as np
 import torch
 
-from ._core import WrongAnswer, correct, expect, expect_callable
+from ._core import WrongAnswer, as_tensor64, correct, expect, expect_callable, expect_number
 from ._core import call_answer as _call
 
 __all__ = ["check_heun_step", "check_estimate_order", "check_budget_sampler", "MIXTURE", "BUDGET_NFE",
@@ -28,15 +28,6 @@ MIXTURE = {"means": [-1.0, 0.5, 2.0], "stds": [0.3, 0.15, 0.4], "weights": [0.3,
 BUDGET_NFE = 20
 BUDGET_W1 = 0.01
 T_END = 1e-3
-
-
-def _tensor(value, name: str) -> torch.Tensor:
-    if torch.is_tensor(value):
-        return value.detach().cpu().to(F64)
-    try:
-        return torch.as_tensor(np.asarray(value, dtype=float), dtype=F64)
-    except (TypeError, ValueError):
-        raise WrongAnswer(f"{name} should return a torch tensor (or an array), got {type(value).__name__}") from None
 
 
 # ------------------------------------------------------------------ Heun step
@@ -98,7 +89,7 @@ def check_heun_step(fn) -> str:
     for t, tn in [(0.8, 0.55), (0.2, 0.45), (1.0, 0.9)]:
         call = f"fn(velocity, x, t={t}, t_next={tn})"
         vel = _Counted()
-        got = _tensor(_call(fn, vel, x.clone(), t, tn, name=call), call)
+        got = as_tensor64(_call(fn, vel, x.clone(), t, tn, name=call), call)
         expect(tuple(got.shape) == tuple(x.shape), f"{call} should return x_next with the shape of x, "
                                                    f"{tuple(x.shape)}; got {tuple(got.shape)}.")
         want = reference_heun_step(_velocity, x, t, tn)
@@ -146,10 +137,7 @@ def check_estimate_order(fn) -> str:
     expect_callable(fn, name="your order estimator")
     for p, nfe, err in _order_cases():
         call = f"fn(nfe={nfe.astype(int).tolist()}, errors)"
-        value = _call(fn, nfe.copy(), err.copy(), name=call)
-        arr = np.asarray(value.detach().cpu() if torch.is_tensor(value) else value, dtype=float)
-        expect(arr.size == 1, f"{call} should return one number (the order), got an array of shape {arr.shape}.")
-        got = float(arr.reshape(()))
+        got = expect_number(_call(fn, nfe.copy(), err.copy(), name=call), name=f"{call} (the order)")
         want = _fit(nfe, err)
         if abs(got - want) <= 0.05:
             continue
@@ -214,7 +202,7 @@ def check_budget_sampler(fn) -> str:
     sde, data, x, ref = _budget_problem()
     score = CountingScore(data.score_fn(sde))
     call = "fn(score_fn, sde, x)"
-    out = _tensor(_call(fn, score, sde, x.clone(), name=call), call)
+    out = as_tensor64(_call(fn, score, sde, x.clone(), name=call), call)
     expect(tuple(out.shape) == tuple(x.shape), f"{call} should return samples with the shape of x, "
                                                f"{tuple(x.shape)}; got {tuple(out.shape)}.")
     expect(bool(torch.isfinite(out).all()), f"{call} returned NaN or inf values.")

@@ -16,22 +16,15 @@ import math
 import numpy as np
 import torch
 
-from ._core import WrongAnswer, correct, expect, expect_callable
+from ._core import (WrongAnswer, as_array, as_numeric_function, as_tensor64, correct, expect, expect_callable,
+                    expect_number)
+from ._core import call_answer as _call
 
 __all__ = ["check_brownian_path", "check_simulate_ou", "check_stationary_variance", "check_convergence_order",
            "convergence_data"]
 
 F64 = torch.float64
 _N_MC = 20_000  # Monte-Carlo sample size of the checkers: relative SE of a variance sqrt(2/N) = 1 %
-
-
-def _tensor(value, name: str) -> torch.Tensor:
-    if torch.is_tensor(value):
-        return value.detach().cpu().to(F64)
-    try:
-        return torch.as_tensor(np.asarray(value, dtype=float), dtype=F64)
-    except (TypeError, ValueError):
-        raise WrongAnswer(f"{name} should return a torch tensor (or an array), got {type(value).__name__}") from None
 
 
 def _close(value: float, target: float, rel: float) -> bool:
@@ -48,7 +41,8 @@ def check_brownian_path(fn) -> str:
     expect_callable(fn, name="your Brownian-path function")
     ts = torch.tensor([0.0, 0.1, 0.3, 0.35, 0.6, 1.0], dtype=F64)
     n, M = len(ts), _N_MC
-    w = _tensor(fn(ts, M, generator=torch.Generator().manual_seed(0)), "your function")
+    call = "fn(ts, n_paths, generator)"
+    w = as_tensor64(_call(fn, ts, M, generator=torch.Generator().manual_seed(0), name=call), call)
     expect(tuple(w.shape) != (n - 1, M),
            f"Your result has shape {tuple(w.shape)}: one row short. These look like the {n - 1} increments "
            f"(or the path without its start): a path on a grid of {n} times has {n} rows, starting with w(0) = 0.")
@@ -58,7 +52,7 @@ def check_brownian_path(fn) -> str:
     expect(bool(torch.isfinite(w).all()), "Your paths contain NaN or inf values.")
     expect(bool((w[0] == 0).all()), "Brownian motion starts at w(0) = 0: the first row must be all zeros.")
 
-    again = _tensor(fn(ts, M, generator=torch.Generator().manual_seed(0)), "your function")
+    again = as_tensor64(_call(fn, ts, M, generator=torch.Generator().manual_seed(0), name=call), call)
     expect(torch.equal(w, again),
            "Two calls with generators seeded alike gave different paths: draw the noise with the generator "
            "argument, e.g. torch.randn(shape, generator=generator, dtype=ts.dtype).")
@@ -116,8 +110,9 @@ def _em_moments(ts: torch.Tensor, a: float, g: float, m0: float) -> tuple[float,
 
 
 def _run_ou(fn, x0, a, g, ts, seed):
-    out = fn(x0.clone(), a, g, ts.clone(), generator=torch.Generator().manual_seed(seed))
-    x = _tensor(out, "simulate_ou")
+    call = f"simulate_ou(x0, a={a}, g={g}, ts, generator)"
+    x = as_tensor64(_call(fn, x0.clone(), a, g, ts.clone(), generator=torch.Generator().manual_seed(seed), name=call),
+                    call)
     if tuple(x.shape) == (len(ts), *x0.shape):
         raise WrongAnswer(f"simulate_ou returned the whole path, shape {tuple(x.shape)}: return only the final "
                           f"states x(ts[-1]), shape {tuple(x0.shape)} (the same as x0).")
@@ -211,38 +206,17 @@ def check_simulate_ou(fn) -> str:
 
 
 # ------------------------------------------------------------------ stationary variance
-def _as_function(answer):
-    try:
-        import sympy as sp
-    except ImportError:  # pragma: no cover
-        sp = None
-    if sp is not None and isinstance(answer, sp.Basic):
-        names = {s.name for s in answer.free_symbols}
-        expect(names <= {"a", "g"}, f"Your expression should only contain the symbols a and g, but it contains "
-                                    f"{sorted(names)}. Take the limit t -> oo first.")
-        a, g = sp.symbols("a g", positive=True)
-        expr = answer.subs({s: {"a": a, "g": g}[s.name] for s in answer.free_symbols})
-        return lambda av, gv: float(expr.subs({a: av, g: gv}))
-    if isinstance(answer, (int, float)):
-        raise WrongAnswer("Give a function of a and g (def stationary_variance(a, g): ...) or a sympy expression "
-                          "in a and g, not a single number.")
-    expect_callable(answer, name="stationary_variance")
-    return answer
-
-
 def check_stationary_variance(answer) -> str:
     r"""Check $\lim_{t\to\infty}\mathrm{Var}\,x(t) = g^2/(2a)$ for $dx = -a x\,dt + g\,dw$ ($a > 0$).
 
     `answer` is a function `answer(a, g)` or a sympy expression in symbols named `a` and `g`.
     """
-    fn = _as_function(answer)
+    fn = as_numeric_function(answer, ("a", "g"), name="stationary_variance", hint="Take the limit t -> oo first.")
     cases = [(0.5, 1.3), (2.0, 0.7), (1.25, 3.0)]
-    try:
-        got = [float(fn(a, g)) for a, g in cases]
-    except WrongAnswer:
-        raise
-    except Exception as exc:  # noqa: BLE001 - report any failure of the student's code
-        raise WrongAnswer(f"Calling your answer with numbers a = 0.5, g = 1.3 failed: {exc!r}") from None
+    got = []
+    for a, g in cases:
+        call = f"stationary_variance(a={a}, g={g})"
+        got.append(expect_number(_call(fn, a, g, name=call), name=call))
     mistakes = [
         (lambda a, g: g**2 / (2 * a), None),
         (lambda a, g: g / (2 * a), "The noise enters the variance through g^2, not g: over a step dt it adds "
@@ -283,9 +257,8 @@ def check_convergence_order(order) -> str:
     hs, errs = convergence_data()
     lh, le = np.log(hs), np.log(errs)
     p, logc = np.polyfit(lh, le, 1)
-    arr = np.asarray(order.detach().cpu() if torch.is_tensor(order) else order, dtype=float) if not callable(order) \
-        else None
-    expect(arr is not None, "Give the order as a number (e.g. order = np.polyfit(...)[0]), not a function.")
+    expect(not callable(order), "Give the order as a number (e.g. order = np.polyfit(...)[0]), not a function.")
+    arr = as_array(order, "order")
     expect(arr.size == 1, f"Give the order as a single number, got an array of shape {arr.shape}: np.polyfit(x, y, 1) "
                           "returns [slope, intercept], and the order is the slope.")
     q = float(arr.reshape(()))

@@ -5,11 +5,14 @@ unless an exercise names another schedule.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import sympy as sp
 import torch
 
-from ._core import WrongAnswer, correct, expect, expect_array, expect_callable
+from ._core import (WrongAnswer, allclose, correct, expect, expect_array, expect_callable, parse_sympy_in,
+                    reject_mistakes)
 from ._core import call_answer as _call
 
 __all__ = ["check_vp_moments", "check_integrating_factor", "check_scaled_linear_B"]
@@ -17,9 +20,7 @@ __all__ = ["check_vp_moments", "check_integrating_factor", "check_scaled_linear_
 BETA_MIN, BETA_MAX = 0.1, 20.0
 
 
-def _close(a, b, rtol=1e-4, atol=1e-9) -> bool:
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    return a.shape == b.shape and bool(np.allclose(a, b, rtol=rtol, atol=atol))
+_close = partial(allclose, rtol=1e-4, atol=1e-9)
 
 
 def _beta(t, bmin=BETA_MIN, bmax=BETA_MAX):
@@ -65,8 +66,7 @@ def check_vp_moments(vp_moments) -> str:
                                        "m0 e^{-B(t)/2}."),
                 (m0 * np.exp(B / 2), "sign error: the drift shrinks x, so the mean is m0 e^{-B/2}, not e^{+B/2}."),
             ]
-            for cand, msg in wrong:
-                expect(not _close(mean, cand), where + msg)
+            reject_mistakes(mean, wrong, same=_close, prefix=where)
             i = int(np.argmax(np.abs(mean - want_m)))
             raise WrongAnswer(where + f"the mean at t = {_TS[i]:g} is {mean[i]:.6g}, but it should be "
                               f"{want_m[i]:.6g}. Solve m' = -beta(t) m / 2.")
@@ -89,8 +89,7 @@ def check_vp_moments(vp_moments) -> str:
             (np.full_like(B, v0), "the variance is constant only when v0 = 1 (that is what 'variance preserving' "
                                   "really promises); in general it relaxes from v0 to 1 as e^{-B} v0 + 1 - e^{-B}."),
         ]
-        for cand, msg in wrong:
-            expect(not _close(var, cand), where + msg)
+        reject_mistakes(var, wrong, same=_close, prefix=where)
         i = int(np.argmax(np.abs(var - want_v)))
         raise WrongAnswer(where + f"the variance at t = {_TS[i]:g} is {var[i]:.6g}, but it should be {want_v[i]:.6g}. "
                           "Solve v' = -beta(t) v + beta(t) with v(0) = v0.")
@@ -103,31 +102,11 @@ _T_SYM = sp.Symbol("t", positive=True)
 _TPTS = (0.05, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
-def _as_function_of_t(phi, name: str) -> sp.Expr:
-    """A sympy expression in one symbol (or a callable taking a sympy symbol) -> expression in `_T_SYM`."""
-    if callable(phi) and not isinstance(phi, sp.Basic):
-        try:
-            phi = phi(_T_SYM)
-        except Exception as e:
-            raise WrongAnswer(f"calling {name}(t) with a sympy symbol t raised {type(e).__name__}: {e}. Give a sympy "
-                              "expression in t (build it from sympy.exp, not math.exp or torch.exp).") from e
-    try:
-        expr = sp.sympify(phi)
-    except (sp.SympifyError, TypeError) as e:
-        raise WrongAnswer(f"{name} should be a sympy expression in t, got {type(phi).__name__}") from e
-    free = sorted(expr.free_symbols, key=str)
-    expect(len(free) <= 1, f"{name} should depend on t only, but it contains the symbols {free}; put the numbers "
-                           "beta_min = 0.1 and beta_max = 20 in.")
-    if free:
-        expr = expr.subs(free[0], _T_SYM)
-    return expr
-
-
 def check_integrating_factor(phi) -> str:
     r"""Check an integrating factor $\varphi(t)$ for the VP-SDE with the linear schedule 0.1..20: a sympy expression
     in one symbol `t` (or a function of a sympy symbol) such that $y = \varphi(t)\,x$ has no $dt$ term. Any nonzero
     constant multiple of $e^{B(t)/2}$ is right."""
-    expr = _as_function_of_t(phi, "phi")
+    expr = parse_sympy_in(phi, _T_SYM, name="phi", hint="Put the numbers beta_min = 0.1 and beta_max = 20 in.")
     beta = sp.Float(BETA_MIN) + sp.Float(BETA_MAX - BETA_MIN) * _T_SYM
     # Ito: d(phi x) = phi' x dt + phi dx = (phi' - beta phi / 2) x dt + phi sqrt(beta) dw
     dphi = sp.diff(expr, _T_SYM)
@@ -155,8 +134,7 @@ def check_integrating_factor(phi) -> str:
                                                        "= beta(t) + beta'(t) t is not beta(t)."),
         (np.full_like(r, -1.5), "sign error: phi = e^{-B} makes the dt term worse. You need phi' / phi = +beta / 2."),
     ]
-    for cand, msg in wrong:
-        expect(not np.allclose(r, cand, atol=1e-6), msg)
+    reject_mistakes(r, wrong, same=partial(np.allclose, atol=1e-6))
     raise WrongAnswer("with this phi, d(phi x) still has a dt term c(t) x dt with c(t) / (phi beta) = "
                       f"{r[2]:.4g} at t = {_TPTS[2]}. You need phi'(t) = beta(t) phi(t) / 2.")
 
@@ -205,8 +183,7 @@ def check_scaled_linear_B(B_fn) -> str:
             (np.exp(-want), "that is alpha_bar(t) = e^{-B(t)}; the exercise asks for B(t) itself."),
             (((a + (b - a) * _TS) ** 3 - a**3) / (b - a), "you dropped the 1/3 of int s^2 ds = s^3 / 3."),
         ]
-        for cand, msg in wrong:
-            expect(not _close(got, cand), where + msg)
+        reject_mistakes(got, wrong, same=_close, prefix=where)
         ratio = got / want
         if np.allclose(ratio, ratio[0], rtol=1e-6):
             raise WrongAnswer(where + f"your B is {ratio[0]:.6g} times the right one at every t: a constant factor is "

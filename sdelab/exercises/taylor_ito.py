@@ -5,34 +5,18 @@ so `sympy.Symbol("beta")` and `sympy.Symbol("beta", positive=True)` both work.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import sympy as sp
 import torch
 
-from ._core import WrongAnswer, correct, expect, expect_array, expect_callable, expect_close
+from ._core import (WrongAnswer, correct, expect, expect_array, expect_callable, expect_close, expect_number,
+                    parse_sympy, reject_mistakes, sympy_equal)
+from ._core import call_answer as _call
 
 __all__ = ["check_inverse_sqrt_series", "check_gbm_log", "check_quadratic_variation", "check_qv_scaled",
            "check_fourth_moment"]
-
-
-def _sym(answer, allowed: dict[str, sp.Symbol], *, name: str) -> sp.Expr:
-    """Parse a student's answer and map its symbols, by name, onto the checker's own symbols."""
-    if isinstance(answer, sp.Order):
-        answer = answer.removeO()
-    try:
-        expr = sp.sympify(answer, locals=dict(allowed)) if isinstance(answer, str) else sp.sympify(answer)
-    except (sp.SympifyError, TypeError, SyntaxError) as e:
-        raise WrongAnswer(f"{name} should be a sympy expression (or a string sympy can parse): {e}") from None
-    expect(isinstance(expr, sp.Expr), f"{name} should be a sympy expression, got {type(answer).__name__}")
-    if expr.has(sp.Order):
-        expr = expr.removeO()
-    unknown = sorted(s.name for s in expr.free_symbols if s.name not in allowed)
-    expect(not unknown, f"{name} uses the symbols {unknown}; use only {sorted(allowed)}")
-    return expr.subs({s: allowed[s.name] for s in expr.free_symbols})
-
-
-def _is(expr, target) -> bool:
-    return sp.simplify(sp.expand(expr - target)) == 0
 
 
 # ---------------------------------------------------------------- 1. series of 1/sqrt(1 - beta h)
@@ -40,19 +24,19 @@ def check_inverse_sqrt_series(series) -> str:
     r"""Check the second-order expansion of DDPM's sampler coefficient $1/\sqrt{1 - \beta h}$ in $h$:
     $1 + \beta h/2 + 3\beta^2 h^2/8$ (a polynomial in the symbols `beta`, `h`; an `O(h**3)` term is allowed)."""
     beta, h = sp.symbols("beta h", positive=True)
-    expr = sp.expand(_sym(series, {"beta": beta, "h": h}, name="series"))
+    expr = sp.expand(parse_sympy(series, {"beta": beta, "h": h}, name="series"))
     expect(expr.is_polynomial(h), "series should be a polynomial in h (truncate after the h**2 term; drop O(h**3) "
                                   "or keep it, both are fine)")
     poly = sp.Poly(expr, h)
     expect(poly.degree() <= 2, f"keep terms up to h**2 only: your answer has degree {poly.degree()} in h. The "
                                "higher terms are part of O(h**3).")
     c0, c1, c2 = (sp.simplify(poly.coeff_monomial(h**k)) for k in range(3))
-    expect(_is(c0, 1), f"the constant term should be 1 (the value at h = 0), got {c0}")
-    if _is(c1, -beta / 2):
+    expect(sympy_equal(c0, 1), f"the constant term should be 1 (the value at h = 0), got {c0}")
+    if sympy_equal(c1, -beta / 2):
         raise WrongAnswer("the first-order coefficient has the wrong sign: -beta h/2 belongs to sqrt(1 - beta h) "
                           "itself. Its inverse grows with h: (1 - u)^(-1/2) = 1 + u/2 + ...")
-    expect(_is(c1, beta / 2), f"the coefficient of h should be beta/2, got {c1}: (1 - u)^(-1/2) = 1 + u/2 + ... "
-                              "with u = beta h")
+    expect(sympy_equal(c1, beta / 2), f"the coefficient of h should be beta/2, got {c1}: (1 - u)^(-1/2) = "
+                                      "1 + u/2 + ... with u = beta h")
     wrong2 = {
         -beta**2 / 8: "the h**2 coefficient -beta**2/8 is that of sqrt(1 - beta h). For (1 - u)^(-1/2) the "
                       "second derivative at 0 is (1/2)(3/2) = 3/4, so the coefficient is 3/4 / 2! = 3/8.",
@@ -62,9 +46,8 @@ def check_inverse_sqrt_series(series) -> str:
         beta**2 / 4: "(1 + beta h/2)^2 is not the answer: the h**2 coefficient of (1 - u)^(-1/2) is "
                      "(-1/2)(-3/2)/2! = 3/8.",
     }
-    for cand, msg in wrong2.items():
-        expect(not _is(c2, cand), msg)
-    expect(_is(c2, 3 * beta**2 / 8), f"the h**2 coefficient should be 3 beta**2/8, got {c2}")
+    reject_mistakes(c2, wrong2.items(), same=sympy_equal)
+    expect(sympy_equal(c2, 3 * beta**2 / 8), f"the h**2 coefficient should be 3 beta**2/8, got {c2}")
     return correct("1/sqrt(1 - beta h) = 1 + beta h/2 + 3 beta^2 h^2/8 + O(h^3). DDPM's sampler divides by "
                    "sqrt(alpha_i), which is the reverse-time Euler factor 1 + beta h/2 up to O(h^2).")
 
@@ -75,17 +58,18 @@ def check_gbm_log(drift, diffusion) -> str:
     `drift` and `diffusion` are sympy expressions in `mu`, `s` (and possibly `x`)."""
     mu, s, x = sp.Symbol("mu", real=True), sp.Symbol("s", positive=True), sp.Symbol("x", positive=True)
     allowed = {"mu": mu, "s": s, "x": x}
-    a = _sym(drift, allowed, name="drift")
-    b = _sym(diffusion, allowed, name="diffusion")
-    if _is(b, s * x):
+    a = parse_sympy(drift, allowed, name="drift")
+    b = parse_sympy(diffusion, allowed, name="diffusion")
+    if sympy_equal(b, s * x):
         raise WrongAnswer("the diffusion of log x is g phi'(x) = (s x)(1/x) = s: you kept g = s x without the "
                           "factor phi'(x) = 1/x.")
-    if _is(b, s**2) or _is(b, s**2 * x**2):
+    if sympy_equal(b, s**2) or sympy_equal(b, s**2 * x**2):
         raise WrongAnswer("the dw coefficient is g phi'(x) = s x / x = s, not a square: g^2 appears only in the dt "
                           "term.")
-    expect(_is(b, s) or _is(b, -s), f"the diffusion should be s (g phi'(x) with g = s x, phi' = 1/x), got {b}")
-    expect(_is(b, s), "the sign of the dw term is conventional (-w is a Brownian motion too) but the book writes "
-                      "+s: phi'(x) = 1/x > 0.")
+    expect(sympy_equal(b, s) or sympy_equal(b, -s),
+           f"the diffusion should be s (g phi'(x) with g = s x, phi' = 1/x), got {b}")
+    expect(sympy_equal(b, s), "the sign of the dw term is conventional (-w is a Brownian motion too) but the book "
+                              "writes +s: phi'(x) = 1/x > 0.")
     target = mu - s**2 / 2
     wrong = [
         (mu, "this is the ordinary chain rule: d log x = dx/x = mu dt + s dw misses Itô's correction "
@@ -96,10 +80,9 @@ def check_gbm_log(drift, diffusion) -> str:
         (mu - s**2 * x**2 / 2, "multiply g^2 = s^2 x^2 by phi''(x) = -1/x^2: the x's cancel, leaving -s^2/2."),
         (mu * x - s**2 / 2, "phi'(x) f = (1/x)(mu x) = mu: the x cancels in the first term too."),
     ]
-    for cand, msg in wrong:
-        expect(not _is(a, cand), msg)
-    expect(_is(a, target), f"the drift should be mu - s^2/2, got {a}. Itô: f phi' + (1/2) g^2 phi'' with f = mu x, "
-                           "g = s x, phi = log x.")
+    reject_mistakes(a, wrong, same=sympy_equal)
+    expect(sympy_equal(a, target), f"the drift should be mu - s^2/2, got {a}. Itô: f phi' + (1/2) g^2 phi'' with "
+                                   "f = mu x, g = s x, phi = log x.")
     return correct("d log x = (mu - s^2/2) dt + s dw, so x_t = x_0 exp((mu - s^2/2) t + s w_t): the median grows at "
                    "rate mu - s^2/2, the mean E x_t = x_0 e^{mu t} at rate mu.")
 
@@ -112,11 +95,8 @@ def check_quadratic_variation(quadratic_variation) -> str:
     gen = torch.Generator().manual_seed(1)
     path = torch.cumsum(torch.randn(9, 3, generator=gen, dtype=torch.float64), 0)
     path = torch.cat([torch.zeros(1, 3, dtype=torch.float64), path])
-    try:
-        out = quadratic_variation(path.clone())
-    except Exception as e:
-        raise WrongAnswer(f"quadratic_variation(path) raised {type(e).__name__}: {e}") from e
-    got = expect_array(out, name="quadratic_variation(path)")
+    got = expect_array(_call(quadratic_variation, path.clone(), name="quadratic_variation(path)"),
+                       name="quadratic_variation(path)")
     d = np.diff(path.numpy(), axis=0)
     want = (d**2).sum(0)
     if got.shape == (9,) or got.shape == (10,):
@@ -132,8 +112,7 @@ def check_quadratic_variation(quadratic_variation) -> str:
         ((d**2).mean(0), "sum the squared increments, do not average them: the sum converges to t, the mean to 0."),
         (np.sqrt((d**2).sum(0)), "no square root: the quadratic variation is the sum of squared increments."),
     ]
-    for cand, msg in wrong:
-        expect(not np.allclose(got, cand), msg)
+    reject_mistakes(got, wrong, same=np.allclose)
     expect(np.allclose(got, want), f"quadratic_variation(path) = {got}, expected {want}: sum (x_(k+1) - x_k)^2 "
                                    "over k.")
     return correct("[x]_t = sum of squared increments: t for Brownian motion, whatever the step.")
@@ -150,11 +129,8 @@ def check_qv_scaled(value) -> str:
         (2.0, "the factor 3 counts: each increment of 3 w is 3 dw, whose square is 9 dw^2 = 9 dt."),
         (9.0, "over [0, 2] the quadratic variation is 9 * 2 = 18, not 9: [w]_t = t with t = 2."),
     ]
-    arr = expect_array(value, name="value")
-    expect(arr.size == 1, f"value should be one number, got shape {arr.shape}")
-    v = float(arr.reshape(()))
-    for cand, msg in hints:
-        expect(not np.isclose(v, cand, rtol=1e-3), msg)
+    v = expect_number(value, name="value")
+    reject_mistakes(v, hints, same=partial(np.isclose, rtol=1e-3))
     expect_close(v, 18.0, name="value", rtol=1e-3,
                  hint="[y]_t = sum (3 dw + 5 dt)^2 -> 9 t: only the dw^2 = dt term survives.")
     return correct("[3w + 5t]_2 = 9 * 2 = 18: a drift never contributes to the quadratic variation.")
@@ -164,7 +140,7 @@ def check_qv_scaled(value) -> str:
 def check_fourth_moment(moment) -> str:
     r"""Check $\mathbb E\, w_t^4$ from Itô's lemma ($d(w^4) = 4w^3\,dw + 6 w^2\,dt$): $3t^2$ (sympy, symbol `t`)."""
     t = sp.Symbol("t", positive=True)
-    m = _sym(moment, {"t": t}, name="moment")
+    m = parse_sympy(moment, {"t": t}, name="moment")
     wrong = [
         (sp.Integer(0), "the ordinary chain rule gives d(w^4) = 4 w^3 dw, with mean zero: it misses Itô's term "
                         "(1/2) phi''(w) dt = 6 w^2 dt, whose mean 6 E w_s^2 = 6 s is what grows E w_t^4."),
@@ -176,7 +152,7 @@ def check_fourth_moment(moment) -> str:
         (6 * t, "that is d/dt E w_t^4 = 6 E w_t^2 = 6t; integrate it from 0 to t."),
         (3 * t, "E w_t^4 scales like t^2 (w_t ~ sqrt(t) N(0, 1)): int_0^t 6 s ds = 3 t^2."),
     ]
-    for cand, msg in wrong:
-        expect(not _is(m, cand), msg)
-    expect(_is(m, 3 * t**2), f"E w_t^4 should be 3 t^2, got {m}: take expectations in d(w^4) = 4 w^3 dw + 6 w^2 dt.")
+    reject_mistakes(m, wrong, same=sympy_equal)
+    expect(sympy_equal(m, 3 * t**2),
+           f"E w_t^4 should be 3 t^2, got {m}: take expectations in d(w^4) = 4 w^3 dw + 6 w^2 dt.")
     return correct("E w_t^4 = int_0^t 6 E w_s^2 ds = 3 t^2, the fourth moment of N(0, t).")

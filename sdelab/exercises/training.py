@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..sde import VESDE, VPSDE
-from ._core import WrongAnswer, correct, expect, expect_callable
+from ._core import WrongAnswer, allclose, as_array, correct, expect, expect_callable, expect_tensor, reject_mistakes
 from ._core import call_answer as _call
 
 __all__ = ["check_dsm_eps_loss", "check_from_eps", "check_gaussian_denoiser"]
@@ -19,29 +19,9 @@ __all__ = ["check_dsm_eps_loss", "check_from_eps", "check_gaussian_denoiser"]
 F64 = torch.float64
 
 
-def _np(x) -> np.ndarray:
-    if torch.is_tensor(x):
-        return x.detach().to("cpu", F64).numpy()
-    return np.asarray(x, dtype=float)
-
-
-def _close(a, b, rtol=1e-6, atol=1e-10) -> bool:
-    a, b = _np(a), _np(b)
-    return a.shape == b.shape and bool(np.allclose(a, b, rtol=rtol, atol=atol))
-
-
 def _coeffs(sde, t: torch.Tensor, ndim: int = 2):
     a, s = sde.mean_coeff(t), sde.std(t)
     return a.reshape(-1, *([1] * (ndim - 1))), s.reshape(-1, *([1] * (ndim - 1)))
-
-
-def _tensor_answer(value, name: str, shape) -> torch.Tensor:
-    if isinstance(value, np.ndarray):
-        value = torch.from_numpy(value)
-    expect(torch.is_tensor(value), f"{name} should be a torch tensor, got {type(value).__name__}")
-    expect(tuple(value.shape) == tuple(shape), f"{name} should have shape {tuple(shape)}, got {tuple(value.shape)}")
-    expect(bool(torch.isfinite(value).all()), f"{name} contains NaN or inf values")
-    return value
 
 
 # ---------------------------------------------------------------- the DSM loss for noise prediction
@@ -81,7 +61,7 @@ def check_dsm_eps_loss(dsm_eps_loss) -> str:
     a, s = _coeffs(sde, t)
     expect(tuple(x_in.shape) == (B, d), f"model was called with x of shape {tuple(x_in.shape)}; it should get the "
                                         f"noisy batch x_t of shape {(B, d)}.")
-    if not _close(x_in, a * x0 + s * eps):
+    if not allclose(x_in, a * x0 + s * eps):
         wrong_x = [
             (a * x0 + eps, "the noise must be scaled by sigma(t): x_t = alpha(t) x0 + sigma(t) eps (sde.std(t))."),
             (x0 + s * eps, "you forgot the data coefficient: x_t = alpha(t) x0 + sigma(t) eps with alpha = "
@@ -95,8 +75,7 @@ def check_dsm_eps_loss(dsm_eps_loss) -> str:
             (x0, "the model must see the noisy x_t = alpha(t) x0 + sigma(t) eps, not the clean x0."),
             (s * x0 + a * eps, "alpha and sigma are swapped: alpha(t) = sde.mean_coeff(t) multiplies the data."),
         ]
-        for cand, msg in wrong_x:
-            expect(not _close(x_in, cand), msg)
+        reject_mistakes(x_in, wrong_x, same=allclose)
         noise = (x_in - a * x0) / s
         corr = float((noise * eps).mean() / (noise.std() * eps.std()))
         expect(not (abs(float(noise.mean())) < 0.5 and abs(float(noise.std()) - 1) < 0.35 and abs(corr) < 0.5),
@@ -104,10 +83,10 @@ def check_dsm_eps_loss(dsm_eps_loss) -> str:
                "sde.perturb draws fresh noise), or the loss compares the network with a noise it never saw.")
         raise WrongAnswer("model was called with a wrong x_t: it should be alpha(t) x0 + sigma(t) eps, with "
                           "alpha = sde.mean_coeff(t) and sigma = sde.std(t) broadcast over the coordinates.")
-    t_got = _np(t_in).reshape(-1)
-    if not (t_got.shape == (B,) and np.allclose(t_got, _np(t))):
+    t_got, t_want = as_array(t_in, "the time passed to model").reshape(-1), t.numpy()
+    if not (t_got.shape == (B,) and np.allclose(t_got, t_want)):
         raise WrongAnswer("model should be called with the continuous times t of shape (B,) as given (in [0, 1]); "
-                          f"it got times {np.round(t_got[:3], 4).tolist()}... instead of {np.round(_np(t)[:3], 4)}...")
+                          f"it got times {np.round(t_got[:3], 4).tolist()}... instead of {np.round(t_want[:3], 4)}...")
     expect(torch.is_tensor(loss), f"the loss should be a torch tensor (so that loss.backward() works), got "
                                   f"{type(loss).__name__}: did you call .item() or convert to NumPy?")
     expect(loss.numel() == 1, f"the loss should be one number (a 0-dim tensor), got shape {tuple(loss.shape)}: "
@@ -173,11 +152,11 @@ def check_from_eps(from_eps) -> str:
         out = _call(from_eps, eps_hat.clone(), x_t.clone(), t.clone(), sde, name=call)
         expect(isinstance(out, (tuple, list)) and len(out) == 2,
                f"{call} should return a pair (score, x0_hat), got {type(out).__name__}")
-        score = _tensor_answer(out[0], f"the score from {call}", (B, d))
-        x0_hat = _tensor_answer(out[1], f"x0_hat from {call}", (B, d))
+        score = expect_tensor(out[0], name=f"the score from {call}", shape=(B, d))
+        x0_hat = expect_tensor(out[1], name=f"x0_hat from {call}", shape=(B, d))
         a, s = _coeffs(sde, t)
         where = f"{call}: "
-        if not _close(score, -eps_hat / s):
+        if not allclose(score, -eps_hat / s):
             wrong = [
                 (-eps_hat / s**2, "divide by sigma, not sigma^2: the kernel score is -(x_t - alpha x0)/sigma^2 "
                                   "= -sigma eps/sigma^2 = -eps/sigma."),
@@ -186,11 +165,10 @@ def check_from_eps(from_eps) -> str:
                 (-eps_hat, "you forgot to divide by sigma(t): s = -eps/sigma, which is large at small t."),
                 (-eps_hat / a, "the score is -eps/sigma(t) (the noise's standard deviation), not -eps/alpha(t)."),
             ]
-            for cand, msg in wrong:
-                expect(not _close(score, cand), where + msg)
+            reject_mistakes(score, wrong, same=allclose, prefix=where)
             raise WrongAnswer(where + "the score is wrong: it should be -eps_hat / sigma(t), with sigma = sde.std(t) "
                               "broadcast over the coordinates.")
-        if not _close(x0_hat, (x_t - s * eps_hat) / a):
+        if not allclose(x0_hat, (x_t - s * eps_hat) / a):
             wrong = [
                 (x_t - s * eps_hat, "you forgot to divide by alpha(t): x_t = alpha x0 + sigma eps gives "
                                     "x0 = (x_t - sigma eps)/alpha."),
@@ -204,8 +182,7 @@ def check_from_eps(from_eps) -> str:
                 (x_t / a, "you ignored the noise: x0 = (x_t - sigma eps_hat)/alpha."),
                 ((x_t - s**2 * eps_hat) / a, "the noise is scaled by the std sigma(t), not by the variance sigma^2."),
             ]
-            for cand, msg in wrong:
-                expect(not _close(x0_hat, cand), where + msg)
+            reject_mistakes(x0_hat, wrong, same=allclose, prefix=where)
             if _is_ve(sde):
                 raise WrongAnswer(where + "x0_hat is right for the VP-SDE but not for the VE-SDE: take alpha and sigma "
                                   "from sde.mean_coeff(t) and sde.std(t) instead of VP-only formulas such as "
@@ -232,12 +209,12 @@ def check_gaussian_denoiser(gaussian_denoiser) -> str:
         a, s = _coeffs(sde, t)
         x_t = a * m0 + torch.sqrt(a**2 * s0**2 + s**2) * torch.randn((B, 1), generator=gen, dtype=F64)
         call = f"gaussian_denoiser(x_t, t, {_sde_name(sde)}, m0={m0}, s0={s0})"
-        got = _tensor_answer(_call(gaussian_denoiser, x_t.clone(), t.clone(), sde, m0, s0, name=call),
-                             f"the result of {call}", (B, 1))
+        got = expect_tensor(_call(gaussian_denoiser, x_t.clone(), t.clone(), sde, m0, s0, name=call),
+                            name=f"the result of {call}", shape=(B, 1))
         v = a**2 * s0**2 + s**2
         score = -(x_t - a * m0) / v
         want = m0 + a * s0**2 * (x_t - a * m0) / v
-        if _close(got, want):
+        if allclose(got, want):
             continue
         where = f"{call}: "
         wrong = [
@@ -260,8 +237,7 @@ def check_gaussian_denoiser(gaussian_denoiser) -> str:
             (score, "that is the score of p_t; the exercise asks for the denoised E[x0 | x_t]."),
             (a * m0 + a * s0**2 * (x_t - a * m0) / v, "the prior mean is m0 (at time 0), not alpha m0."),
         ]
-        for cand, msg in wrong:
-            expect(not _close(got, cand), where + msg)
+        reject_mistakes(got, wrong, same=allclose, prefix=where)
         if _is_ve(sde):
             raise WrongAnswer(where + "right for the VP-SDE but not for the VE-SDE: take alpha and sigma from "
                               "sde.mean_coeff(t) and sde.std(t) instead of VP-only formulas.")
