@@ -180,6 +180,7 @@ def _sampling_model(device):
 
 
 def bench_sampling(quick: bool, device) -> list[dict]:
+    from .classifier import mnist_fid
     from .recipes import generate
     from .sde import VPSDE
 
@@ -187,6 +188,7 @@ def bench_sampling(quick: bool, device) -> list[dict]:
     nfe = [0]
     hook = model.register_forward_hook(lambda *a: nfe.__setitem__(0, nfe[0] + 1))
     n = (2 if quick else 16) if device.type == "cpu" else (64 if quick else 1000)
+    reference = _mnist()[2][:n] if n >= 256 else None  # FID only where it means something
     rows = []
     try:
         for name, steps in SAMPLER_STEPS.items():
@@ -196,13 +198,17 @@ def bench_sampling(quick: bool, device) -> list[dict]:
             nfe[0] = 0
             _sync(device)
             t0 = time.perf_counter()
-            generate(model, VPSDE(), n, sampler=name, steps=k or 1, device=device, batch_size=n,
-                     generator=torch.Generator().manual_seed(0))
+            x, _ = generate(model, VPSDE(), n, sampler=name, steps=k or 1, device=device, batch_size=n,
+                            generator=torch.Generator().manual_seed(0))
             _sync(device)
             dt = time.perf_counter() - t0
+            quality = {"max_abs_pixel": round(x.abs().max().item(), 3)}  # far above 1: the sampler diverged
+            if reference is not None:
+                quality["fid"] = round(mnist_fid(x, reference), 3)
             rows.append(_row(f"sampling:{name}", f"img/s, {k or 'adaptive'} steps, n={n}", round(n / dt, 3),
-                             "img/s", "", nfe=nfe[0], seconds=round(dt, 2), model=which,
-                             note=f"{nfe[0]} network evaluations, {dt:.1f} s"))
+                             "img/s", "", nfe=nfe[0], seconds=round(dt, 2), model=which, **quality,
+                             note=f"{nfe[0]} network evaluations, {dt:.1f} s, max |x| {quality['max_abs_pixel']}"
+                                  + (f", FID {quality['fid']}" if "fid" in quality else "")))
     finally:
         hook.remove()
     return rows

@@ -31,6 +31,7 @@ def test_quick_bench_writes_table_and_json(tmp_path, capsys):
                                             ("euler_maruyama", "pc", "pf_euler", "heun", "ddpm", "ddim", "dpm2m")}
     for r in sampling:
         assert r["status"] == "measured" and r["value"] > 0
+        assert r["details"]["max_abs_pixel"] > 0 and "fid" not in r["details"]  # no FID from 2 images
     for r in sampling:  # network evaluations: one per step, two for Heun and predictor-corrector
         name = r["row"].split(":")[1]
         k = max(5, SAMPLER_STEPS[name] // 25)
