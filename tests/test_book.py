@@ -96,3 +96,98 @@ def test_citations_exist(path):
     for group in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", md):
         for key in group.split(","):
             assert key.strip() in keys, f"{path.name} cites {key.strip()!r}, which is not in references.bib"
+
+
+# --- Citations: author-year labels, one reference list per page, one global list ------------------
+# Every page that cites ends with `## References` and a bullet list of its own works; book/references.md
+# holds the only citation list (the link target in LaTeX, and in HTML where a page has no list). See
+# book/_ext/citations.py.
+REFERENCES_PAGE = "book/references"
+PAGE_BIBLIOGRAPHY = {":filter: docname in docnames", ":list: bullet"}
+_BIBLIOGRAPHY = re.compile(r"```\{bibliography\}[^\n]*\n(.*?)```", re.S)
+_CITE = re.compile(r"\{cite(?::\w+)?\}`([^`]+)`")
+
+
+def _page_markdown(toc_file: str) -> tuple[Path, str]:
+    """The page's markdown (a notebook's markdown cells joined; a notebook must end with its last markdown cell)."""
+    for ext in (".md", ".ipynb"):
+        path = ROOT / f"{toc_file}{ext}"
+        if path.is_file():
+            break
+    if path.suffix == ".md":
+        return path, path.read_text(encoding="utf-8")
+    cells = _cells(path)
+    # The bibliography is asserted to end the page; a code cell after the last markdown cell would follow it.
+    md = "\n\n".join(_source(c) for c in cells if c["cell_type"] == "markdown")
+    if cells and cells[-1]["cell_type"] != "markdown" and "{bibliography}" in md:
+        md += "\n\n<code cell>"
+    return path, md
+
+
+def _bib_keys() -> set[str]:
+    return set(re.findall(r"@\w+\{([^,]+),", (ROOT / "book" / "references.bib").read_text()))
+
+
+@pytest.mark.parametrize("toc_file", [f for f in _toc_files() if f != REFERENCES_PAGE])
+def test_a_citing_page_ends_with_its_own_reference_list(toc_file):
+    path, md = _page_markdown(toc_file)
+    keys = {k.strip() for group in _CITE.findall(md) for k in group.split(",")}
+    assert keys <= _bib_keys(), f"{path.name} cites {sorted(keys - _bib_keys())}, not in references.bib"
+    assert "{footcite" not in md and "{footbibliography}" not in md, f"{path.name}: use {{cite}} and the page list"
+    bibs = _BIBLIOGRAPHY.findall(md)
+    if not keys:
+        assert not bibs, f"{path.name} cites nothing but has a bibliography directive"
+        return
+    assert len(bibs) == 1, f"{path.name} cites {sorted(keys)} and needs exactly one bibliography directive"
+    options = {line.strip() for line in bibs[0].splitlines() if line.strip()}
+    assert options == PAGE_BIBLIOGRAPHY, (
+        f"{path.name}: the page's bibliography must read ```{{bibliography}} with exactly the options "
+        f"{sorted(PAGE_BIBLIOGRAPHY)} (the page's works, as a list; the citation targets are on the global "
+        f"References page), found {sorted(options)}")
+    tail = md[md.index("```{bibliography}"):]
+    assert re.fullmatch(r"```\{bibliography\}[^\n]*\n.*?```\s*", tail, re.S), (
+        f"{path.name}: the bibliography directive must end the page (in the last cell of a notebook)")
+    assert re.search(r"^## References\s*\n\s*```\{bibliography\}", md, re.M), (
+        f"{path.name}: put a `## References` heading right above the bibliography directive")
+
+
+def test_the_references_page_holds_the_only_citation_list():
+    assert REFERENCES_PAGE in _toc_files(), f"{REFERENCES_PAGE}.md is not listed in _toc.yml"
+    _, md = _page_markdown(REFERENCES_PAGE)
+    bibs = _BIBLIOGRAPHY.findall(md)
+    assert len(bibs) == 1 and not bibs[0].strip(), (
+        "book/references.md must hold one ```{bibliography}``` without options: every cited work, as citations")
+
+
+def _citations_module():
+    import sys
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    try:
+        return importlib.import_module("citations")
+    finally:
+        sys.path.remove(str(ROOT / "book" / "_ext"))
+
+
+def test_citation_labels_tell_same_author_same_year_works_apart():
+    from pybtex.database import parse_file
+
+    cit = _citations_module()
+    entries = parse_file(str(ROOT / "book" / "references.bib")).entries
+    cited = {k.strip() for f in _toc_files() for g in _CITE.findall(_page_markdown(f)[1]) for k in g.split(",")}
+    # Over the works the book cites (what a full build lists) and over the whole file (any later citation).
+    for keys in (cited, set(entries)):
+        suffixes = cit.compute_suffixes(entries[k] for k in keys)
+        labels = {}
+        for k in sorted(keys):
+            a, y = cit.author_year(entries[k])
+            labels.setdefault(f"{a}, {y}{suffixes.get(k, '')}", []).append(k)
+        shared = {label: ks for label, ks in labels.items() if len(ks) > 1}
+        assert not shared, f"distinct works with the same citation label: {shared}"
+        # A letter only where the label would be shared.
+        plain = [cit.author_year(entries[k]) for k in keys]
+        lettered = {k for k in keys if plain.count(cit.author_year(entries[k])) > 1}
+        assert set(suffixes) == lettered, f"letters on {sorted(set(suffixes) ^ lettered)}"
+    # The known pair, in the order of the reference list (Song, Jiaming before Song, Yang).
+    assert cit.author_year(entries["song2021score"]) == cit.author_year(entries["song2021ddim"]) == ("Song et al.", "2021")
+    suffixes = cit.compute_suffixes(entries[k] for k in cited)
+    assert suffixes["song2021ddim"] < suffixes["song2021score"], suffixes
