@@ -191,3 +191,18 @@ def test_citation_labels_tell_same_author_same_year_works_apart():
     assert cit.author_year(entries["song2021score"]) == cit.author_year(entries["song2021ddim"]) == ("Song et al.", "2021")
     suffixes = cit.compute_suffixes(entries[k] for k in cited)
     assert suffixes["song2021ddim"] < suffixes["song2021score"], suffixes
+
+
+_API_MENTION = re.compile(r"sdelab\.exercises\.(\w+)\.(\w+)")
+
+
+def test_exercise_checkers_named_in_the_text_exist():
+    # prose names checkers that no cell imports (e.g. the intro's example): a renamed checker must not leave them stale
+    sources = [p for p in (ROOT / "book").rglob("*") if p.suffix in (".md", ".ipynb") and "_build" not in p.parts]
+    seen = 0
+    for path in sources:
+        for module, name in _API_MENTION.findall(path.read_text()):
+            mod = importlib.import_module(f"sdelab.exercises.{module}")
+            assert hasattr(mod, name), f"{path.relative_to(ROOT)} names sdelab.exercises.{module}.{name}, which does not exist"
+            seen += 1
+    assert seen >= 1
