@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .utils import cache_dir
+
 __all__ = ["mnist", "read_idx", "download_mnist", "mnist_fallback", "data_dir", "MNIST_MIRRORS", "MNIST_FILES",
            "MNIST_MD5"]
 
@@ -62,8 +64,7 @@ def data_dir(root=None) -> Path:
         return Path(root).expanduser()
     if os.environ.get("SDELAB_DATA"):
         return Path(os.environ["SDELAB_DATA"]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "sdelab" / "mnist"
+    return cache_dir("mnist")
 
 
 def read_idx(path) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 __all__ = [
-    "append_dims", "quick", "pick", "seed_everything", "default_device", "setup",
+    "append_dims", "quick", "pick", "seed_everything", "default_device", "setup", "cache_dir",
     "check_finite", "check_time", "check_grid", "check_positive", "check_batch", "as_time",
 ]
 
@@ -50,6 +50,14 @@ def default_device() -> torch.device:
     if name:
         return torch.device(name)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def cache_dir(*parts: str) -> "Path":
+    """`$XDG_CACHE_HOME/sdelab/<parts>` (default `~/.cache/sdelab/...`): where downloads and resumable training
+    checkpoints of the notebooks live. The folder is not created here."""
+    from pathlib import Path
+
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "sdelab", *parts)
 
 
 def setup(seed: int = 0, *, verbose: bool = True) -> torch.Generator:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -52,3 +54,15 @@ def test_check_positive():
 def test_default_device_respects_env(monkeypatch):
     monkeypatch.setenv("SDELAB_DEVICE", "cpu")
     assert utils.default_device() == torch.device("cpu")
+
+
+def test_cache_dir_follows_xdg_cache_home(monkeypatch, tmp_path):
+    from sdelab.data import data_dir
+    from sdelab.utils import cache_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("SDELAB_DATA", raising=False)
+    assert cache_dir("runs", "a.pt") == tmp_path / "sdelab" / "runs" / "a.pt"
+    assert data_dir() == tmp_path / "sdelab" / "mnist"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert cache_dir() == Path.home() / ".cache" / "sdelab"
