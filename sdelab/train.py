@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
-import signal
-import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -29,6 +26,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .checkpoint import DeferInterrupt, load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
 from .losses import dsm_loss
 from .utils import default_device
 
@@ -52,51 +50,6 @@ class TrainResult:
     checkpoint: str | None = None
 
 
-def save_checkpoint(path, state: dict) -> None:
-    """Write `state` with `torch.save` atomically: into a temporary file in the same folder, then `os.replace`.
-
-    A crash or kill mid-write leaves the previous checkpoint at `path` untouched (and no partial file behind).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def load_checkpoint(path, map_location="cpu") -> dict:
-    """Load a checkpoint written by `train` with `torch.load(weights_only=True)` (only tensors and plain data)."""
-    return torch.load(Path(path), map_location=map_location, weights_only=True)
-
-
-def load_weights(model: nn.Module, path, *, ema: bool = True) -> nn.Module:
-    """Load the EMA weights (or, with `ema=False`, the raw weights) of a `train` checkpoint into `model`."""
-    model.load_state_dict(load_checkpoint(path)["ema" if ema else "model"])
-    return model
-
-
-def _rng_state(generator: torch.Generator | None) -> dict:
-    state = {"torch": torch.get_rng_state(), "generator": generator.get_state() if generator is not None else None}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict, generator: torch.Generator | None) -> None:
-    torch.set_rng_state(state["torch"])
-    if generator is not None and state.get("generator") is not None:
-        generator.set_state(state["generator"])
-    if state.get("cuda") is not None and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 class SingleProcess:
     """How `train` runs in one process. `sdelab.distributed.DDPProcesses` overrides each member for several."""
 
@@ -117,39 +70,14 @@ class SingleProcess:
 
     def rng_state(self, generator: torch.Generator | None) -> dict:
         """The random state a checkpoint stores (called on every process at the same steps)."""
-        return _rng_state(generator)
+        return rng_state(generator)
 
     def set_rng_state(self, state: dict, generator: torch.Generator | None, step: int) -> None:
         """Restore the random state of a checkpoint written after `step` steps."""
-        _set_rng_state(state, generator)
+        set_rng_state(state, generator)
 
     def finish(self) -> None:
         """Called once the last step is done."""
-
-
-class _DeferInterrupt:
-    """While active (when `enabled`, on the main thread, with the default handler), Ctrl-C sets `requested` instead of raising, so the loop can
-    finish the step, write a consistent checkpoint and then raise. A second Ctrl-C raises at once."""
-
-    def __init__(self, enabled: bool = True):
-        self.enabled = enabled
-
-    def __enter__(self):
-        self.requested, self.old = False, None
-        if self.enabled and threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self.old = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def _handler(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc):
-        if self.old is not None:
-            signal.signal(signal.SIGINT, self.old)
-        return False
 
 
 def _check_args(steps, batch_size, lr, ema_decay, grad_clip, checkpoint_every, log_every, warmup, weight_decay,
@@ -287,9 +215,9 @@ def train(model: nn.Module, sde, data: torch.Tensor | Callable, *, steps: int, b
     t0 = tick = time.perf_counter()
     tick_step, in_update, snapshot = step, False, None
     try:
-        with _DeferInterrupt(par.defer_interrupt) as sigint:
+        with DeferInterrupt(par.defer_interrupt) as sigint:
             while step < steps:
-                snapshot = _rng_state(generator)  # the state a checkpoint needs if this step is cut short
+                snapshot = rng_state(generator)  # the state a checkpoint needs if this step is cut short
                 batch = sampler(batch_size, generator)
                 x, y = batch if isinstance(batch, (tuple, list)) else (batch, None)
                 x = x.to(device)
@@ -334,7 +262,7 @@ def train(model: nn.Module, sde, data: torch.Tensor | Callable, *, steps: int, b
             if in_update:
                 warnings.warn("interrupted inside a parameter update: the checkpoint may hold a partial step")
             flush()
-            save_checkpoint(path, state(snapshot if snapshot is not None and not in_update else _rng_state(generator)))
+            save_checkpoint(path, state(snapshot if snapshot is not None and not in_update else rng_state(generator)))
             bar.write(f"interrupted at step {step}: checkpoint written to {path}")
         raise
     finally:
