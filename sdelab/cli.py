@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     mn.add_argument("--p-uncond", type=NONNEG["--p-uncond"], default=0.1,
                     help="label dropout for classifier-free guidance (default 0.1)")
     mn.add_argument("--ema-decay", type=float, default=0.9995)
+    mn.add_argument("--prediction", choices=("v", "eps"), default="v",
+                    help="what the network predicts (default v, with the v-MSE loss; eps uses L_simple)")
     mn.add_argument("--compile", action="store_true", help="torch.compile the network")
     mn.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                     help="bf16 autocast (default: on for CUDA)")
@@ -182,8 +184,10 @@ def _train(args) -> int:
         info = {"kind": "mnist", "n_train": len(data)}
         kw = dict(batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay, warmup=500, amp=args.amp,
                   checkpoint_every=args.checkpoint_every,
-                  loss_kwargs={"p_uncond": args.p_uncond} if labels is not None and args.p_uncond > 0 else {})
-    meta = {"model": spec, "sde": sde_spec(sde), "prediction": "eps", "data": info, "shape": shape}
+                  loss_kwargs={"prediction": args.prediction, "weighting": "v" if args.prediction == "v" else "sigma2",
+                               **({"p_uncond": args.p_uncond} if labels is not None and args.p_uncond > 0 else {})})
+    meta = {"model": spec, "sde": sde_spec(sde), "prediction": kw.get("loss_kwargs", {}).get("prediction", "eps"),
+            "data": info, "shape": shape}
     torch.manual_seed(args.seed)
     model = build_model(spec)
     kw.update(labels=labels, steps=args.steps, checkpoint=args.out, progress=args.progress, meta=meta,

@@ -152,21 +152,43 @@ def _eps(eps_fn: EpsFn, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return e
 
 
+def _check_clip(clip_x0) -> float | None:
+    if clip_x0 is None:
+        return None
+    if isinstance(clip_x0, bool) or not (isinstance(clip_x0, (int, float)) and math.isfinite(clip_x0) and clip_x0 > 0):
+        raise ValueError(f"clip_x0 must be None or a finite number > 0 (the data range, 1.0 for images in [-1, 1]), "
+                         f"got {clip_x0!r}")
+    return float(clip_x0)
+
+
+def _clipped(x, eps, a, s, clip_x0):
+    r"""$\hat x_0 = (x - \sigma\hat\varepsilon)/\alpha$, clamped to $[-c, c]$ when `clip_x0` $= c$ is set, and the noise
+    prediction consistent with it, $(x - \alpha\hat x_0)/\sigma$ (DDPM's `clip_denoised`, diffusers' `clip_sample`)."""
+    x0 = (x - s * eps) / a
+    if clip_x0 is None:
+        return x0, eps
+    x0 = x0.clamp(-clip_x0, clip_x0)
+    return x0, (x - a * x0) / s
+
+
 def ddpm_sample(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, ts, *, generator: torch.Generator | None = None,
-                callback=None) -> torch.Tensor:
+                callback=None, clip_x0: float | None = None) -> torch.Tensor:
     r"""Ancestral sampling: $x_s \sim q(x_s \mid x_t, \hat x_0)$ between consecutive grid times $t > s$, with
     $\hat x_0 = (x_t - \sigma_t\hat\varepsilon)/\alpha_t$ and the coefficients of `posterior_coefficients`.
 
     On VP with `ts = linspace(T, 0, N + 1)` and exact betas this is Ho et al.'s Algorithm 2; on any other
     decreasing grid it is DDPM with $\beta = 1 - \bar\alpha_t/\bar\alpha_s$. As in DDPM the last step adds no
     noise (its variance is 0 when `ts[-1] = 0`, and small otherwise): the sample is the posterior mean.
+
+    `clip_x0` $= c$ clamps every $\hat x_0$ to $[-c, c]$ (Ho et al.'s `clip_denoised`); see `ddim_sample`.
     """
+    clip_x0 = _check_clip(clip_x0)
     ts, tc = _prepare(sde, x, ts)
     al, si = _coeffs(sde, tc)
     c0, ct, var = (v.tolist() for v in posterior_coefficients(sde, tc[:-1], tc[1:]))
     n = len(tc) - 1
     for i in range(n):
-        x0 = (x - si[i] * _eps(eps_fn, x, ts[i])) / al[i]
+        x0, _ = _clipped(x, _eps(eps_fn, x, ts[i]), al[i], si[i], clip_x0)
         x = c0[i] * x0 + ct[i] * x
         if i < n - 1:
             x = x + math.sqrt(var[i]) * _randn(x, generator)
@@ -175,9 +197,10 @@ def ddpm_sample(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, ts, *, generator: torc
     return x
 
 
-def _ddim_update(x, eps, a_t, s_t, a_s, s_s, eta: float, noise):
-    r"""$x_s = \alpha_s\hat x_0 + \sqrt{\sigma_s^2 - c^2}\,\hat\varepsilon + c z$, $c = \eta\,(\sigma_s/\sigma_t)\,\sigma_{t|s}$."""
-    x0 = (x - s_t * eps) / a_t
+def _ddim_update(x, eps, a_t, s_t, a_s, s_s, eta: float, noise, x0=None):
+    r"""$x_s = \alpha_s\hat x_0 + \sqrt{\sigma_s^2 - c^2}\,\hat\varepsilon + c z$, $c = \eta\,(\sigma_s/\sigma_t)\,\sigma_{t|s}$
+    ($\hat x_0 = (x - \sigma_t\hat\varepsilon)/\alpha_t$ unless given)."""
+    x0 = (x - s_t * eps) / a_t if x0 is None else x0
     var_ts = (s_t**2 - (a_t / a_s) ** 2 * s_s**2)
     var_ts = var_ts.clamp_min(0) if torch.is_tensor(var_ts) else max(var_ts, 0.0)
     c = eta * s_s / s_t * var_ts**0.5
@@ -213,29 +236,39 @@ def ddim_step(x: torch.Tensor, eps: torch.Tensor, alpha_bar_t, alpha_bar_prev, e
 
 
 def ddim_sample(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, ts, *, eta: float = 0.0,
-                generator: torch.Generator | None = None, callback=None) -> torch.Tensor:
+                generator: torch.Generator | None = None, callback=None, clip_x0: float | None = None) -> torch.Tensor:
     r"""DDIM on any SDE: $x_s = \alpha_s\hat x_0 + \sqrt{\sigma_s^2 - c^2}\,\hat\varepsilon + c z$ with
     $c = \eta\,(\sigma_s/\sigma_t)\,\sigma_{t|s}$ (eq. 12 of Song et al. when $\alpha^2 + \sigma^2 = 1$).
 
     `eta = 0` is deterministic (the first-order exponential integrator of the PF-ODE, an Euler step of
     $dy/d\rho = \varepsilon$ in $y = x/\alpha$, $\rho = \sigma/\alpha$) and draws no noise; `eta = 1` has DDPM's
     posterior variance and mean, so it is `ddpm_sample` step for step. The last step adds no noise.
+
+    `clip_x0` $= c$ (off by default; diffusers' `clip_sample`) clamps each prediction $\hat x_0$ to $[-c, c]$
+    and uses the noise prediction consistent with it, $\hat\varepsilon = (x_t - \alpha_t\hat x_0)/\sigma_t$, so
+    the `eta = 0` step becomes
+    $x_s = (\sigma_s/\sigma_t)\,x_t + (\alpha_s - \sigma_s\alpha_t/\sigma_t)\,\mathrm{clip}(\hat x_0)$.
+    The exact denoiser $\mathbb E[x_0 \mid x_t]$ lies in the convex hull of the data, so for data in $[-c, c]^d$
+    the clamp only moves $\hat x_0$ towards it: it tames a network whose $\hat x_0$ is poor at high noise
+    (chapter "MNIST lab"), at the price of no longer solving the learned probability-flow ODE exactly.
     """
     if not (0 <= eta <= 1):
         raise ValueError(f"eta must lie in [0, 1], got {eta!r}")
+    clip_x0 = _check_clip(clip_x0)
     ts, tc = _prepare(sde, x, ts)
     al, si = _coeffs(sde, tc)
     n = len(tc) - 1
     for i in range(n):
         z = _randn(x, generator) if (eta > 0 and i < n - 1) else None
-        x = _ddim_update(x, _eps(eps_fn, x, ts[i]), al[i], si[i], al[i + 1], si[i + 1], eta, z)
+        x0, eps = _clipped(x, _eps(eps_fn, x, ts[i]), al[i], si[i], clip_x0)
+        x = _ddim_update(x, eps, al[i], si[i], al[i + 1], si[i + 1], eta, z, x0)
         if callback is not None:
             callback(i, float(tc[i + 1]), x)
     return x
 
 
 def dpm_solver_2m(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, ts, *, generator: torch.Generator | None = None,
-                  callback=None, lower_order_final: bool = True) -> torch.Tensor:
+                  callback=None, lower_order_final: bool = True, clip_x0: float | None = None) -> torch.Tensor:
     r"""DPM-Solver++(2M) (Lu et al., 2022b, Alg. 2): a multistep second-order solver of the PF-ODE in data
     prediction $\hat x_0 = (x - \sigma\hat\varepsilon)/\alpha$ and half log-SNR $\lambda = \log(\alpha/\sigma)$.
 
@@ -247,7 +280,11 @@ def dpm_solver_2m(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, ts, *, generator: to
     Needs $\sigma > 0$ at every grid time (so `ts[-1] > 0`); one evaluation per step; no noise drawn.
     Use it on `logsnr_time_grid(sde, n)`: on a grid uniform in $t$ the VP steps near $\epsilon$ are large jumps
     in $\lambda$ unless $n \gg T/\epsilon$, and second order only shows for very many steps.
+
+    `clip_x0` $= c$ clamps every $\hat x_0$ to $[-c, c]$ before it enters $D_i$ (the static thresholding of
+    Lu et al.); see `ddim_sample`.
     """
+    clip_x0 = _check_clip(clip_x0)
     ts, tc = _prepare(sde, x, ts)
     al, si = _coeffs(sde, tc)
     if si[-1] <= 0:
@@ -257,7 +294,7 @@ def dpm_solver_2m(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, ts, *, generator: to
     x0_prev, h_prev = None, None
     for i in range(n):
         h = lam[i + 1] - lam[i]
-        x0 = (x - si[i] * _eps(eps_fn, x, ts[i])) / al[i]
+        x0, _ = _clipped(x, _eps(eps_fn, x, ts[i]), al[i], si[i], clip_x0)
         if x0_prev is None or (lower_order_final and n < 15 and i == n - 1):
             d = x0
         else:

@@ -167,6 +167,7 @@ def pretrained(name: str, *, device=None, directory=None) -> nn.Module:
                          f"`python -m sdelab checkpoints --only {name}`")
     ck = torch.load(path, map_location="cpu", weights_only=True)
     model = _load_state(build_model(entry["model"]), ck["state_dict"])
+    model.prediction = entry.get("prediction", "eps")  # what it outputs: sdelab.param.eps_fn/score_fn read it
     return model.to(device or "cpu").eval()
 
 
@@ -182,7 +183,9 @@ def load_file(path, *, device=None, ema: bool = True) -> nn.Module:
         raise ValueError(f"{path} does not say which network it holds (no meta['model']); it was not written by "
                          f"`python -m sdelab train` or `export_weights`")
     state = ck["state_dict"] if ck.get("format") == FORMAT else ck["ema" if ema else "model"]
-    return _load_state(build_model(meta["model"]), state).to(device or "cpu").eval()
+    model = _load_state(build_model(meta["model"]), state)
+    model.prediction = meta.get("prediction", "eps")
+    return model.to(device or "cpu").eval()
 
 
 def file_meta(path) -> dict:

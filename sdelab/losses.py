@@ -26,7 +26,7 @@ from .utils import append_dims
 
 __all__ = ["dsm_loss", "WEIGHTINGS"]
 
-WEIGHTINGS = ("sigma2", "likelihood", "none")
+WEIGHTINGS = ("sigma2", "likelihood", "none", "v")
 
 
 def _weight_over_sigma2(sde, t: torch.Tensor, sigma: torch.Tensor, weighting) -> torch.Tensor:
@@ -40,6 +40,9 @@ def _weight_over_sigma2(sde, t: torch.Tensor, sigma: torch.Tensor, weighting) ->
         return torch.ones_like(sigma)
     if weighting == "likelihood":
         return sde._diffusion(t) ** 2 / sigma**2
+    if weighting == "v":
+        alpha = sde._mean_coeff(t)
+        return (alpha**2 + sigma**2) ** 2 / alpha**2
     return 1 / sigma**2
 
 
@@ -59,6 +62,12 @@ def dsm_loss(model: Callable, sde, x0: torch.Tensor, *, weighting: str | Callabl
     * `"none"`: $\lambda = 1$, the raw score MSE. Even the exact score leaves a loss of about $1/\sigma(t)^2$ per
       coordinate near $t = 0$, so the expected loss diverges like $\ln(1/t_\epsilon)$ as $t_\epsilon \to 0$
       (erratum 10): keep $t_\epsilon > 0$.
+    * `"v"`: $\lambda = \sigma^2(\alpha^2 + \sigma^2)^2/\alpha^2$. With `prediction="v"` this is *exactly*
+      $\|v_\theta - v\|^2$, $v = \alpha\varepsilon - \sigma x_0$ (Salimans and Ho's v-MSE): since
+      $\varepsilon = (\sigma x_t + \alpha v)/(\alpha^2 + \sigma^2)$, an error in $v$ is an error in $\varepsilon$
+      scaled by $\alpha/(\alpha^2 + \sigma^2)$. Near $t = T$, where $\alpha \to 0$, it weights the noise error by
+      $1/\alpha^2$: exactly where an $\varepsilon$-network's implied $\hat x_0 = (x_t - \sigma\hat\varepsilon)/\alpha$
+      is worst (chapter "MNIST lab").
     * a callable `lam(t) -> (B,)`.
 
     Draws, in this order and on the CPU with `generator`: $t \sim U(t_\epsilon, T)$ (unless `t` is given),
@@ -68,7 +77,7 @@ def dsm_loss(model: Callable, sde, x0: torch.Tensor, *, weighting: str | Callabl
         model: network called as `model(x_t, t)` or, with labels, `model(x_t, t, y)`; returns `(B, ...)`.
         sde: the forward SDE (provides $\alpha$, $\sigma$, $g$).
         x0: a batch of data, `(B, ...)`.
-        weighting: `"sigma2"`, `"likelihood"`, `"none"` or a callable $\lambda(t)$.
+        weighting: `"sigma2"`, `"likelihood"`, `"none"`, `"v"` or a callable $\lambda(t)$.
         prediction: what the model outputs: `"eps"`, `"score"`, `"x0"` or `"v"` (see `sdelab.param`).
         t_eps: smallest time, $0 < t_\epsilon < T$.
         generator: CPU generator for all draws.

@@ -23,7 +23,7 @@ import torch
 from .utils import append_dims, check_batch
 
 __all__ = ["PREDICTIONS", "convert", "eps_to_score", "score_to_eps", "eps_to_x0", "x0_to_eps", "eps_to_v",
-           "v_to_eps", "tweedie_denoiser", "eps_fn", "score_fn"]
+           "v_to_eps", "tweedie_denoiser", "eps_fn", "score_fn", "prediction_of"]
 
 PREDICTIONS = ("eps", "score", "x0", "v")
 
@@ -135,7 +135,13 @@ def _labels(y, batch: int, device) -> torch.Tensor | None:
     return y
 
 
-def eps_fn(model: Callable, sde, prediction: str = "eps", y=None,
+def prediction_of(model, prediction: str | None = None) -> str:
+    """`prediction` if given, else what `model` says it predicts (`model.prediction`, set by `sdelab.pretrained`,
+    `hub.load_file` and `sdelab.train.train`), else `"eps"`."""
+    return _check_prediction("prediction", prediction or getattr(model, "prediction", None) or "eps")
+
+
+def eps_fn(model: Callable, sde, prediction: str | None = None, y=None,
            guidance: float | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     r"""Wrap a network into $\varepsilon(x, t)$, optionally class-conditional with classifier-free guidance.
 
@@ -148,13 +154,13 @@ def eps_fn(model: Callable, sde, prediction: str = "eps", y=None,
     Args:
         model: called as `model(x, t)`, or `model(x, t, y)` when `y` is given.
         sde: the SDE the model was trained with.
-        prediction: what the model outputs, one of `PREDICTIONS`.
+        prediction: what the model outputs, one of `PREDICTIONS`; None: `prediction_of(model)`.
         y: class label(s): an int or a long tensor `(B,)`; None for an unconditional model.
         guidance: $w \ge 0$, or None for no guidance (needs `y`).
     Returns:
         `f(x, t) -> (B, ...)` with `t` a scalar or `(B,)`.
     """
-    _check_prediction("prediction", prediction)
+    prediction = prediction_of(model, prediction)
     if guidance is not None:
         if y is None:
             raise ValueError("guidance needs class labels y (classifier-free guidance mixes y with the null label)")
@@ -180,7 +186,7 @@ def eps_fn(model: Callable, sde, prediction: str = "eps", y=None,
     return f
 
 
-def score_fn(model: Callable, sde, prediction: str = "eps", y=None,
+def score_fn(model: Callable, sde, prediction: str | None = None, y=None,
              guidance: float | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     r"""Wrap a network into the score $s_\theta(x, t) = -\tilde\varepsilon(x, t)/\sigma(t)$ that samplers take.
 

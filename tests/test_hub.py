@@ -17,7 +17,7 @@ def _sha256(path):
 
 
 def test_the_book_models_are_shipped():
-    assert {"ring", "moons", "mnist_classifier"} <= set(SHIPPED), SHIPPED
+    assert {"ring", "moons", "mnist_classifier", "mnist_unet", "mnist_unet_eps"} <= set(SHIPPED), SHIPPED
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -58,12 +58,14 @@ def test_every_shipped_model_loads_in_float32_and_runs(name):
         assert entry["training"]["device"] and entry["training"]["minutes"] >= 0
 
 
-@pytest.mark.skipif("mnist_unet" not in SHIPPED, reason="mnist_unet not shipped")
-def test_mnist_unet_records_how_it_was_trained():
-    tr = hub.info("mnist_unet")["training"]
-    for key in ("device", "steps", "minutes", "data", "batch_size"):
-        assert key in tr, key
-    assert "mnist_fid" in hub.info("mnist_unet")["metrics"]
+@pytest.mark.parametrize("name", ["mnist_unet", "mnist_unet_eps"])
+def test_mnist_unets_record_how_they_were_trained_and_what_they_predict(name):
+    entry = hub.info(name)
+    for key in ("device", "steps", "minutes", "data", "batch_size", "weighting"):
+        assert key in entry["training"], key
+    assert "mnist_fid" in entry["metrics"]
+    assert entry["prediction"] == {"mnist_unet": "v", "mnist_unet_eps": "eps"}[name]
+    assert hub.pretrained(name).prediction == entry["prediction"]  # what eps_fn / score_fn / generate read
 
 
 def test_unknown_name_lists_the_available_ones():

@@ -28,12 +28,13 @@ def _by_hand(sde, x0, t, eps, weighting, prediction):
     out = model(x, t)
     eps_theta = {"eps": out, "score": -s * out, "x0": (x - a * out) / s, "v": (s * x + a * out) / (a**2 + s**2)}
     score = -eps_theta[prediction] / s
-    lam = {"sigma2": s.flatten() ** 2, "likelihood": g**2, "none": torch.ones_like(t)}[weighting]
+    lam = {"sigma2": s.flatten() ** 2, "likelihood": g**2, "none": torch.ones_like(t),
+           "v": (s**2 * (a**2 + s**2) ** 2 / a**2).flatten()}[weighting]
     return lam * (score + eps / s).pow(2).flatten(1).mean(1)
 
 
 @pytest.mark.parametrize("sde", [VPSDE(), SubVPSDE(), VESDE(sigma_max=10.0)], ids=repr)
-@pytest.mark.parametrize("weighting", ["sigma2", "likelihood", "none"])
+@pytest.mark.parametrize("weighting", ["sigma2", "likelihood", "none", "v"])
 @pytest.mark.parametrize("prediction", ["eps", "score", "x0", "v"])
 def test_loss_equals_formula(sde, weighting, prediction):
     x0 = torch.randn(64, 1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
@@ -58,6 +59,17 @@ def test_eps_sigma2_is_exactly_l_simple():
     t, eps = _draws(sde, x0, 1, 1e-5)
     x = sde.mean_coeff(t)[:, None] * x0 + sde.std(t)[:, None] * eps
     assert torch.equal(got, (model(x, t) - eps).pow(2).mean(1))
+
+
+@pytest.mark.parametrize("sde", [VPSDE(), VESDE(sigma_max=10.0)], ids=repr)
+def test_v_weighting_with_v_prediction_is_exactly_the_v_mse(sde):
+    x0 = torch.randn(128, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    got = dsm_loss(model, sde, x0, weighting="v", prediction="v", t_eps=1e-3,
+                   generator=torch.Generator().manual_seed(1), reduce=False)
+    t, eps = _draws(sde, x0, 1, 1e-3)
+    a, s = sde.mean_coeff(t)[:, None], sde.std(t)[:, None]
+    v = a * eps - s * x0
+    torch.testing.assert_close(got, (model(a * x0 + s * eps, t) - v).pow(2).mean(1), rtol=1e-9, atol=0)
 
 
 def test_fixed_times_and_callable_weighting():

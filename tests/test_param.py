@@ -145,3 +145,20 @@ def test_wrappers_reject_bad_arguments():
         score_fn(model, sde, prediction="noise")
     with pytest.raises(ValueError, match=r"y must be an int or a tensor of shape \(B,\)"):
         eps_fn(model, sde, y=torch.tensor([1, 2]))(torch.randn(3, 2), torch.rand(3))
+
+
+def test_the_prediction_travels_with_the_model():
+    # a v-predicting model says so (model.prediction, set by train and by sdelab.pretrained); eps_fn reads it
+    from sdelab.param import eps_fn, prediction_of
+
+    sde = VPSDE()
+    net = lambda x, t: torch.tanh(x) + t[:, None]  # noqa: E731
+    x, t = torch.randn(5, 2, dtype=torch.float64), torch.full((5,), 0.4, dtype=torch.float64)
+    assert prediction_of(net) == "eps"
+    net.prediction = "v"
+    assert prediction_of(net) == "v" and prediction_of(net, "x0") == "x0"
+    torch.testing.assert_close(eps_fn(net, sde)(x, t), eps_fn(net, sde, "v")(x, t))
+    assert not torch.allclose(eps_fn(net, sde)(x, t), eps_fn(net, sde, "eps")(x, t))
+    net.prediction = "velocity"
+    with pytest.raises(ValueError, match="prediction must be one of"):
+        eps_fn(net, sde)

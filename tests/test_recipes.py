@@ -37,6 +37,17 @@ def test_generate_labels_and_guidance():
         recipes.generate(_mlp(), SDE, 2, sampler="nope", shape=(2,))
 
 
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_generate_clip_x0(sampler):
+    # on a grid ending at t = 0 the last step returns the (clamped) x0_hat, so every sample lies in [-c, c]
+    kw = dict(sampler=sampler, steps=4, shape=(2,), eps=0.0)
+    plain, _ = recipes.generate(_mlp(), SDE, 50, generator=torch.Generator().manual_seed(0), **kw)
+    clipped, _ = recipes.generate(_mlp(), SDE, 50, generator=torch.Generator().manual_seed(0), clip_x0=0.5, **kw)
+    assert plain.abs().max() > 0.5 and clipped.abs().max() <= 0.5
+    with pytest.raises(ValueError, match="clip_x0 applies"):
+        recipes.generate(_mlp(), SDE, 2, sampler="heun", steps=2, shape=(2,), clip_x0=1.0)
+
+
 def test_train_until_resumes_in_chunks_and_stops_on_callback(tmp_path):
     ck = tmp_path / "run.pt"
     seen = []

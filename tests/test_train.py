@@ -88,6 +88,7 @@ def test_resume_after_interrupt_equals_uninterrupted(tmp_path):
     assert res.losses == ref.losses
     _assert_same_state(res.model, ref.model)
     _assert_same_state(res.ema, ref.ema)
+    assert res.ema.prediction == res.model.prediction == "x0"  # samplers read what the model predicts
 
 
 def test_ctrl_c_is_deferred_to_the_end_of_the_step(tmp_path):
