@@ -54,7 +54,7 @@ def _number(kind, name, lo=None, lo_open=False, allow_none=False):
 POS_INT = {n: _number(int, n, 1) for n in ("--steps", "--batch-size", "--n", "--base", "--hidden", "--depth",
                                            "--epochs", "--checkpoint-every", "--emb-dim")}
 SEED = _number(int, "--seed", 0)
-POS = {n: _number(float, n, 0, True) for n in ("--lr",)}
+POS = {n: _number(float, n, 0, True) for n in ("--lr", "--clip-x0")}
 NONNEG = {n: _number(float, n, 0) for n in ("--guidance", "--p-uncond")}
 
 
@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--label", type=int, default=None, help="class label (class-conditional models; -1: none)")
     sp.add_argument("--guidance", type=NONNEG["--guidance"], default=None, help="classifier-free guidance weight")
     sp.add_argument("--batch-size", type=POS_INT["--batch-size"], default=500)
+    sp.add_argument("--clip-x0", type=POS["--clip-x0"], default=None,
+                    help="clamp the predicted x0 to [-c, c] (ddpm, ddim, dpm2m only; 1.0 for images)")
     sp.add_argument("--out", default="samples.png", help="output .png or .pt")
     _common(sp, progress=False)
 
@@ -257,7 +259,7 @@ def _sample(args) -> int:
     x, y = generate(model, hub.build_sde(meta["sde"]), args.n, sampler=args.sampler, steps=args.steps,
                     shape=tuple(shape), label=args.label, guidance=args.guidance,
                     prediction=meta.get("prediction", "eps"), generator=torch.Generator().manual_seed(args.seed),
-                    batch_size=args.batch_size)
+                    batch_size=args.batch_size, clip_x0=args.clip_x0)
     _save_samples(x, y, Path(args.out))
     print(f"{args.n} samples ({args.sampler}, {args.steps} steps) written to {args.out}")
     return 0

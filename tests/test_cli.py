@@ -83,6 +83,18 @@ def test_sample_pretrained_mnist_with_label_and_guidance(tmp_path):
     assert saved["samples"].shape == (3, 1, 28, 28) and saved["labels"].tolist() == [7, 7, 7]
 
 
+def test_sample_clip_x0_keeps_the_eps_model_in_range_and_is_refused_by_score_samplers(tmp_path, capsys):
+    out = tmp_path / "clipped.pt"
+    assert main(["sample", "--pretrained", "mnist_unet_eps", "--sampler", "ddim", "--steps", "10", "--n", "4",
+                 "--clip-x0", "1", "--out", str(out)]) == 0
+    assert torch.load(out)["samples"].abs().max() < 1.5  # without clipping this model's DDIM samples reach +-20
+    assert main(["sample", "--pretrained", "mnist_unet", "--sampler", "heun", "--steps", "2", "--n", "2",
+                 "--clip-x0", "1", "--out", str(out)]) == 2
+    assert "clip_x0" in capsys.readouterr().err
+    assert main(["sample", "--pretrained", "mnist_unet", "--clip-x0", "0", "--out", str(out)]) == 2
+    assert "--clip-x0" in capsys.readouterr().err
+
+
 def test_sample_rejects_a_label_for_an_unconditional_model(tmp_path, capsys):
     assert main(["sample", "--pretrained", "ring", "--label", "3", "--steps", "2", "--n", "2", "--out",
                  str(tmp_path / "unused.pt")]) == 2
