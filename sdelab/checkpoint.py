@@ -14,26 +14,32 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_weights", "rng_state", "set_rng_state", "DeferInterrupt"]
+__all__ = ["atomic_write", "save_checkpoint", "load_checkpoint", "load_weights", "rng_state", "set_rng_state", "DeferInterrupt"]
 
 
-def save_checkpoint(path, state: dict) -> None:
-    """Write `state` with `torch.save` atomically: into a temporary file in the same folder, then `os.replace`.
+def atomic_write(path, write) -> None:
+    """Call `write(f)` on a binary file opened in a temporary file beside `path`, flush it to disk, then
+    `os.replace` it onto `path` (creating the folder if needed).
 
-    A crash or kill mid-write leaves the previous checkpoint at `path` untouched (and no partial file behind).
+    A crash or kill mid-write leaves the previous file at `path` untouched (and no partial file behind).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            torch.save(state, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def save_checkpoint(path, state: dict) -> None:
+    """Write `state` with `torch.save` atomically (`atomic_write`)."""
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:

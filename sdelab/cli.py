@@ -270,7 +270,7 @@ def _train_classifier(args) -> int:
 
     from .classifier import accuracy, train_classifier
     from .data import mnist
-    from .hub import _atomic_write
+    from .checkpoint import atomic_write
 
     images, labels = mnist("train", root=args.data)
     test, test_labels = mnist("test", root=args.data)
@@ -283,8 +283,7 @@ def _train_classifier(args) -> int:
             "metrics": {"test_accuracy": acc}, "data": {"n_train": len(images), "n_test": len(test)}}
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out, lambda p: torch.save({"format": "sdelab-weights-v1", "state_dict": state, "meta": meta}, p))
+    atomic_write(out, lambda f: torch.save({"format": "sdelab-weights-v1", "state_dict": state, "meta": meta}, f))
     print(f"held-out accuracy {acc:.4f} on {len(test)} test digits; weights written to {out}")
     return 0
 

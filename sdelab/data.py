@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoint import atomic_write
 from .utils import cache_dir
 
 __all__ = ["mnist", "read_idx", "download_mnist", "mnist_fallback", "data_dir", "MNIST_MIRRORS", "MNIST_FILES",
@@ -140,10 +141,7 @@ def download_mnist(root=None, *, split: str | None = None, mirrors=MNIST_MIRRORS
             if md5 != MNIST_MD5[gz]:
                 why.append(f"{base}: checksum mismatch (md5 {md5}, expected {MNIST_MD5[gz]})")
                 continue
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f".{gz}.part{os.getpid()}"
-            tmp.write_bytes(blob)
-            os.replace(tmp, folder / gz)
+            atomic_write(folder / gz, lambda f: f.write(blob))
             break
         else:
             errors.append(f"{gz}: " + ("; ".join(why) or "no mirror left to try"))

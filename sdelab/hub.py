@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from .checkpoint import atomic_write
 
 __all__ = ["pretrained", "available", "info", "export_weights", "load_file", "file_meta", "build_model", "build_sde",
            "sde_spec", "WEIGHTS_DIR", "MODEL_CLASSES"]
@@ -99,16 +100,6 @@ def info(name: str, *, directory=None) -> dict:
     return man[name]
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def export_weights(name: str, model: nn.Module, meta: dict, *, directory=None, half: bool = True) -> dict:
     """Store `model`'s weights (float16 when `half`) as `<directory>/<name>.pt` and list them in the manifest.
 
@@ -129,19 +120,22 @@ def export_weights(name: str, model: nn.Module, meta: dict, *, directory=None, h
     state = {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu().clone()
              for k, v in model.state_dict().items()}
     path = directory / f"{name}.pt"
-    _atomic_write(path, lambda p: torch.save({"format": FORMAT, "name": name, "state_dict": state, "meta": meta}, p))
+    atomic_write(path, lambda f: torch.save({"format": FORMAT, "name": name, "state_dict": state, "meta": meta}, f))
     entry = {"file": path.name, "sha256": _sha256(path), "bytes": path.stat().st_size, **meta}
     man = _manifest(directory)
     man[name] = entry
     text = json.dumps(dict(sorted(man.items())), indent=1, sort_keys=False) + "\n"
-    _atomic_write(directory / "manifest.json", lambda p: p.write_text(text))
+    atomic_write(directory / "manifest.json", lambda f: f.write(text.encode()))
     return entry
 
 
-def _load_state(model: nn.Module, state: dict) -> nn.Module:
+def _rebuild(meta: dict, state: dict, device) -> nn.Module:
+    """The network of `meta["model"]` with `state` (cast to its dtypes), `model.prediction` from `meta`, in eval mode."""
+    model = build_model(meta["model"])
     ref = model.state_dict()
     model.load_state_dict({k: v.to(ref[k].dtype) if k in ref else v for k, v in state.items()})
-    return model
+    model.prediction = meta.get("prediction", "eps")  # what it outputs: sdelab.param.eps_fn/score_fn read it
+    return model.to(device or "cpu").eval()
 
 
 def pretrained(name: str, *, device=None, directory=None) -> nn.Module:
@@ -166,9 +160,7 @@ def pretrained(name: str, *, device=None, directory=None) -> nn.Module:
                          f"manifest says {entry['sha256'][:16]}...): the file is corrupt or stale; run "
                          f"`python -m sdelab checkpoints --only {name}`")
     ck = torch.load(path, map_location="cpu", weights_only=True)
-    model = _load_state(build_model(entry["model"]), ck["state_dict"])
-    model.prediction = entry.get("prediction", "eps")  # what it outputs: sdelab.param.eps_fn/score_fn read it
-    return model.to(device or "cpu").eval()
+    return _rebuild(entry, ck["state_dict"], device)
 
 
 def load_file(path, *, device=None, ema: bool = True) -> nn.Module:
@@ -183,9 +175,7 @@ def load_file(path, *, device=None, ema: bool = True) -> nn.Module:
         raise ValueError(f"{path} does not say which network it holds (no meta['model']); it was not written by "
                          f"`python -m sdelab train` or `export_weights`")
     state = ck["state_dict"] if ck.get("format") == FORMAT else ck["ema" if ema else "model"]
-    model = _load_state(build_model(meta["model"]), state)
-    model.prediction = meta.get("prediction", "eps")
-    return model.to(device or "cpu").eval()
+    return _rebuild(meta, state, device)
 
 
 def file_meta(path) -> dict:

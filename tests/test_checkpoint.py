@@ -51,3 +51,18 @@ def test_ctrl_c_is_deferred_once_and_a_second_one_raises():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
     with DeferInterrupt(enabled=False) as sigint, pytest.raises(KeyboardInterrupt):
         os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    from sdelab.checkpoint import atomic_write
+
+    path = tmp_path / "m.json"
+    atomic_write(path, lambda f: f.write(b"old"))
+
+    def failing(f):
+        f.write(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, failing)
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["m.json"]
