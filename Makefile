@@ -11,12 +11,13 @@ STAMP := $(VENV)/.sdelab-installed
 JOBS ?= 2
 BOOK_FLAGS ?= -W -n --keep-going
 
-.PHONY: help install test unit notebooks book-check book chapter pdf linkcheck lab bench checkpoints clean
+.PHONY: help install test unit notebooks book-check book book-refs chapter pdf linkcheck lab bench checkpoints clean
 
 help:
 	@echo "make book     install, execute every notebook and build the HTML book into _build/html"
 	@echo "make test     install, run unit tests, notebooks under nbval (quick mode) and a strict book build"
 	@echo "make chapter NB=book/part1/sde_basics.ipynb   strict quick-mode build of one chapter into _build/chapter"
+	@echo "make book-refs  strict build of every page without executing notebooks (checks links between chapters)"
 	@echo "make pdf      the whole book as one PDF (needs xelatex and latexmk, e.g. Debian's texlive-xetex)"
 	@echo "make linkcheck  check every external link of the book (needs the network)"
 	@echo "make lab      open JupyterLab on book/"
@@ -51,6 +52,13 @@ book-check: install
 book: install
 	SDELAB_STATIC=1 $(BIN)/jupyter-book build . $(BOOK_FLAGS)
 	@echo "The book is at file://$(CURDIR)/_build/html/index.html"
+
+# Every page of the book, strict, without executing any notebook (about a minute): checks cross-references
+# between chapters. REFS_OUT lets several builds run side by side.
+REFS_OUT ?= _build/refs
+book-refs: install
+	@cfg=$$(mktemp -p . .refs-XXXXXX.yml) && sed -E 's/^(\s*execute_notebooks:).*/\1 "off"/' _config.yml > $$cfg && \
+	$(BIN)/jupyter-book build . --config $$cfg --path-output $(REFS_OUT) $(BOOK_FLAGS); rc=$$?; rm -f $$cfg; exit $$rc
 
 chapter: install
 	@test -n "$(NB)" || { echo "usage: make chapter NB=book/<part>/<name>.ipynb"; exit 2; }
