@@ -6,6 +6,8 @@ A checkpoint is a dict of tensors and plain data (`format`, `step`, `model`, `em
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import signal
 import threading
@@ -14,7 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["atomic_write", "save_checkpoint", "load_checkpoint", "load_weights", "rng_state", "set_rng_state", "DeferInterrupt"]
+__all__ = ["atomic_write", "save_checkpoint", "load_checkpoint", "load_weights", "rng_state", "set_rng_state",
+           "DeferInterrupt", "check_writable", "remove_orphans", "run_lock"]
 
 
 def atomic_write(path, write) -> None:
@@ -32,9 +35,80 @@ def atomic_write(path, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OSError(e.errno, f"disk full while writing {path}; the previous file there is intact") from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_orphans(path) -> list[Path]:
+    """Delete the temporary files `atomic_write` left beside `path` when its process was killed mid-write
+    (`.NAME.tmpPID` whose PID no longer runs). Returns the files removed."""
+    path, gone = Path(path), []
+    for tmp in path.parent.glob(f".{path.name}.tmp*"):
+        pid = tmp.name.rsplit(".tmp", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            gone.append(tmp)
+    return gone
+
+
+def check_writable(path, name: str = "checkpoint") -> Path:
+    """Fail early, with one clear `ValueError`, when a checkpoint could not be written to `path` (a folder, an
+    unwritable folder, a missing parent that cannot be made) -- before any training time is spent."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{name} must be a file path, but {path} is a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"{name} {path} cannot be written: {e.strerror or e}") from None
+    return path
+
+
+@contextlib.contextmanager
+def run_lock(path):
+    """Hold an exclusive lock on `path` for one training run, so a second run on the same checkpoint stops at once
+    (`RuntimeError`) instead of both writing it. POSIX only (elsewhere the lock is skipped)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = Path(path)
+    lock = path.with_name(f".{path.name}.lock")
+    with open(lock, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            other = f.read().strip() or "?"
+            raise RuntimeError(f"another run (pid {other}) is training into {path}; wait for it or use another "
+                               f"path") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def save_checkpoint(path, state: dict) -> None:
@@ -69,25 +143,47 @@ def set_rng_state(state: dict, generator: torch.Generator | None) -> None:
 
 
 class DeferInterrupt:
-    """While active (when `enabled`, on the main thread, with the default handler), Ctrl-C sets `requested` instead of raising, so the loop can
-    finish the step, write a consistent checkpoint and then raise. A second Ctrl-C raises at once."""
+    """While active (when `enabled`, on the main thread, for each signal whose handler is the default one), Ctrl-C,
+    SIGTERM and SIGHUP set `requested` instead of stopping the process, so the loop can finish the step, write a
+    consistent checkpoint and then raise `KeyboardInterrupt` (`signum` says which signal came).
+
+    A second signal raises at once, except inside `critical()` (the parameter update), where it raises as soon as the
+    update is complete: a checkpoint never holds half a step."""
+
+    SIGNALS = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None))
+                    if s is not None)
 
     def __init__(self, enabled: bool = True):
         self.enabled = enabled
 
     def __enter__(self):
-        self.requested, self.old = False, None
-        if self.enabled and threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self.old = signal.signal(signal.SIGINT, self._handler)
+        self.requested, self.signum, self.old = False, None, {}
+        self._critical = self._force = False
+        if self.enabled and threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                if signal.getsignal(sig) in (signal.default_int_handler, signal.SIG_DFL):
+                    self.old[sig] = signal.signal(sig, self._handler)
         return self
 
     def _handler(self, signum, frame):
-        if self.requested:
+        if self.requested and not self._critical:
             raise KeyboardInterrupt
-        self.requested = True
+        if self.requested:
+            self._force = True
+        self.requested, self.signum = True, self.signum or signum
+
+    @contextlib.contextmanager
+    def critical(self):
+        """A block that a signal never cuts in half (the second signal waits for its end)."""
+        self._critical = True
+        try:
+            yield
+        finally:
+            self._critical = False
+        if self._force:
+            raise KeyboardInterrupt
 
     def __exit__(self, *exc):
-        if self.old is not None:
-            signal.signal(signal.SIGINT, self.old)
+        for sig, old in self.old.items():
+            signal.signal(sig, old)
         return False

@@ -64,6 +64,7 @@ class DDPProcesses(SingleProcess):
     and each rank's own random state (all gathered into rank 0's checkpoint, so a resumed run continues exactly)."""
 
     defer_interrupt = False
+    timed_checkpoints = False  # ranks must agree on when to checkpoint (the RNG states are gathered)
 
     def __init__(self, device: torch.device, seed: int):
         self.rank, self.world, self.device, self.seed = dist.get_rank(), dist.get_world_size(), device, int(seed)

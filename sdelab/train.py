@@ -15,10 +15,10 @@ several (the wrapper, who writes checkpoints and shows progress, averaging the l
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -26,7 +26,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .checkpoint import DeferInterrupt, load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (DeferInterrupt, check_writable, load_checkpoint, load_weights, remove_orphans, rng_state,
+                         run_lock, save_checkpoint, set_rng_state)
 from .losses import dsm_loss
 from .utils import default_device
 
@@ -54,7 +55,8 @@ class SingleProcess:
     """How `train` runs in one process. `sdelab.distributed.DDPProcesses` overrides each member for several."""
 
     is_main = True  # this process shows progress and writes checkpoints
-    defer_interrupt = True  # Ctrl-C finishes the step and checkpoints (one process only: ranks would diverge)
+    defer_interrupt = True  # Ctrl-C/SIGTERM/SIGHUP finish the step and checkpoint (one process only: ranks would diverge)
+    timed_checkpoints = True  # also checkpoint by the clock (ranks would disagree on when)
 
     def wrap(self, model: nn.Module) -> nn.Module:
         """The network the loop calls (a DDP wrapper, say); `model` itself is what gets checkpointed."""
@@ -105,7 +107,8 @@ def _check_args(steps, batch_size, lr, ema_decay, grad_clip, checkpoint_every, l
 
 def train(model: nn.Module, sde, data: torch.Tensor | Callable, *, steps: int, batch_size: int = 256, lr: float = 2e-3,
           weight_decay: float = 0.0, warmup: int = 0, ema_decay: float = 0.999, grad_clip: float | None = 1.0,
-          checkpoint=None, checkpoint_every: int = 1000, device=None, amp: bool | None = None,
+          checkpoint=None, checkpoint_every: int = 1000, checkpoint_seconds: float | None = 60.0, device=None,
+          amp: bool | None = None,
           compile: bool = False, progress: bool = True, generator: torch.Generator | None = None,
           loss_kwargs: dict | None = None, labels: torch.Tensor | None = None, log_every: int = 50,
           meta: dict | None = None, parallel: SingleProcess | None = None) -> TrainResult:
@@ -120,8 +123,12 @@ def train(model: nn.Module, sde, data: torch.Tensor | Callable, *, steps: int, b
         batch_size, lr, weight_decay: AdamW settings (betas 0.9, 0.999); `warmup` linear lr warm-up steps.
         ema_decay: $d \in [0, 1)$ of the exponential moving average.
         grad_clip: max gradient norm, or None.
-        checkpoint: a file path; written atomically every `checkpoint_every` steps, at the end and on Ctrl-C; if it
-            exists, training resumes from it (and returns at once when it already holds `steps` steps).
+        checkpoint: a file path; written atomically every `checkpoint_every` steps, at least every
+            `checkpoint_seconds` seconds (None: by steps only), at the end, and on Ctrl-C, SIGTERM or SIGHUP. If it
+            exists, training resumes from it (and returns at once when it already holds `steps` steps); a checkpoint
+            written with other settings (`config`, `meta`, parameter shapes) is refused with a `ValueError` naming
+            them. The path is checked to be writable before training, and locked for the run (a second run on it
+            raises `RuntimeError`).
         device: None for `sdelab.utils.default_device()` (CUDA when available).
         amp: bf16 autocast; None means on for CUDA, off otherwise (True on the CPU is an error).
         compile: run the network through `torch.compile`.
@@ -171,20 +178,17 @@ def train(model: nn.Module, sde, data: torch.Tensor | Callable, *, steps: int, b
     config = {"batch_size": batch_size, "lr": float(lr), "ema_decay": float(ema_decay),
               "loss_kwargs": {k: v if isinstance(v, (str, int, float)) else repr(v) for k, v in loss_kwargs.items()},
               **par.config()}
-    path = Path(checkpoint) if checkpoint is not None else None
+    path = check_writable(checkpoint) if checkpoint is not None else None
+    lock = contextlib.ExitStack()
+    if path is not None and par.is_main:
+        remove_orphans(path)
+        lock.enter_context(run_lock(path))
     if path is not None and path.exists():
-        ck = load_checkpoint(path)
-        model.load_state_dict(ck["model"])
-        ema.load_state_dict(ck["ema"])
-        opt.load_state_dict(ck["optimizer"])
-        step, losses = int(ck["step"]), ck["losses"].tolist()
-        if generator is None and ck["rng"].get("generator") is not None:
-            generator = torch.Generator()
-        par.set_rng_state(ck["rng"], generator, step)
-        changed = [k for k in config if ck.get("config", {}).get(k) != config[k]]
-        if changed:
-            warnings.warn(f"resuming {path} with different settings {changed}: the run will not repeat exactly",
-                          stacklevel=2)
+        try:
+            step, losses, generator = _resume(path, model, ema, opt, config, meta, par, generator)
+        except BaseException:
+            lock.close()
+            raise
     start = step
     net = par.wrap(model)
     net = torch.compile(net) if compile else net
@@ -212,8 +216,8 @@ def train(model: nn.Module, sde, data: torch.Tensor | Callable, *, steps: int, b
     bar = tqdm(total=steps, initial=step, disable=not progress or step >= steps or not par.is_main, desc="train",
                unit="it")
     model.train()
-    t0 = tick = time.perf_counter()
-    tick_step, in_update, snapshot = step, False, None
+    t0 = tick = saved = time.perf_counter()
+    tick_step, snapshot = step, None
     try:
         with DeferInterrupt(par.defer_interrupt) as sigint:
             while step < steps:
@@ -230,17 +234,17 @@ def train(model: nn.Module, sde, data: torch.Tensor | Callable, *, steps: int, b
                     nn.utils.clip_grad_norm_(params, grad_clip)
                 for g in opt.param_groups:
                     g["lr"] = lr * min(1.0, (step + 1) / warmup) if warmup else lr
-                in_update = True
-                opt.step()
-                d = min(ema_decay, (1 + step) / (10 + step))
-                with torch.no_grad():
-                    for e, p in zip(ema_params, params):
-                        e.lerp_(p, 1 - d)
-                    for e, b in zip(ema.buffers(), model.buffers()):
-                        e.copy_(b)
-                pending.append(loss.detach())
-                step += 1
-                in_update, snapshot = False, None
+                with sigint.critical():  # a second signal waits until the step is whole
+                    opt.step()
+                    d = min(ema_decay, (1 + step) / (10 + step))
+                    with torch.no_grad():
+                        for e, p in zip(ema_params, params):
+                            e.lerp_(p, 1 - d)
+                        for e, b in zip(ema.buffers(), model.buffers()):
+                            e.copy_(b)
+                    pending.append(loss.detach())
+                    step += 1
+                    snapshot = None
                 bar.update(1)
                 if step % log_every == 0 or step == steps or sigint.requested:
                     flush()
@@ -248,27 +252,59 @@ def train(model: nn.Module, sde, data: torch.Tensor | Callable, *, steps: int, b
                     rate = (step - tick_step) / max(now - tick, 1e-9)
                     bar.set_postfix(loss=f"{losses[-1]:.4f}", samples_s=f"{rate * batch_size:,.0f}")
                     tick, tick_step = now, step
-                if path is not None and (step % checkpoint_every == 0 or step == steps):
+                timed = (par.timed_checkpoints and checkpoint_seconds is not None
+                         and time.perf_counter() - saved >= checkpoint_seconds)
+                if path is not None and (step % checkpoint_every == 0 or step == steps or timed):
                     flush()
                     rng = par.rng_state(generator)  # on every process: it may gather theirs
                     if par.is_main:
                         save_checkpoint(path, state(rng))
+                    saved = time.perf_counter()
                 if sigint.requested:  # Ctrl-C arrived during the step, which is now complete
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
         if path is not None and par.is_main:
             # Cut short before the update: the state is that of `step` steps with the RNG as it was when the
-            # unfinished step began. Inside the update (only possible for a second Ctrl-C) it is a best effort.
-            if in_update:
-                warnings.warn("interrupted inside a parameter update: the checkpoint may hold a partial step")
+            # unfinished step began (`snapshot`); after it, the current one. The update itself is never cut.
             flush()
-            save_checkpoint(path, state(snapshot if snapshot is not None and not in_update else rng_state(generator)))
+            save_checkpoint(path, state(snapshot if snapshot is not None else rng_state(generator)))
             bar.write(f"interrupted at step {step}: checkpoint written to {path}")
         raise
     finally:
         bar.close()
+        lock.close()
     par.finish()
     model.eval()
     model.prediction = ema.prediction = loss_kwargs.get("prediction", "eps")  # read by sdelab.param.eps_fn/score_fn
     return TrainResult(model=model, ema=ema, losses=losses, step=step, start_step=start,
                        seconds=time.perf_counter() - t0, checkpoint=str(path) if path is not None else None)
+
+
+def _resume(path: Path, model, ema, opt, config: dict, meta: dict | None, par, generator):
+    """Load the checkpoint at `path` into model, EMA and optimizer after checking it was written by the same kind of
+    run; returns `(step, losses, generator)`."""
+    ck = load_checkpoint(path)
+    if not isinstance(ck, dict) or ck.get("format") != "sdelab-train-v1":
+        raise ValueError(f"checkpoint {path} is not a training checkpoint of sdelab.train")
+    old_meta = ck.get("meta") or {}
+    differ = [f"{k}: {old_meta.get(k)!r} in the file, {v!r} now" for k, v in (meta or {}).items()
+              if k in old_meta and old_meta[k] != v]
+    loose = par.config()  # e.g. the number of processes, which may change between runs
+    differ += [f"{k}: {ck.get('config', {}).get(k)!r} in the file, {v!r} now" for k, v in config.items()
+               if k not in loose and ck.get("config", {}).get(k) != v]
+    mine = model.state_dict()
+    shapes = [k for k, v in ck["model"].items() if k not in mine or tuple(mine[k].shape) != tuple(v.shape)]
+    shapes += [k for k in mine if k not in ck["model"]]
+    if shapes:
+        differ.append(f"network parameters {shapes[:3]}{' ...' if len(shapes) > 3 else ''} do not match")
+    if differ:
+        raise ValueError(f"checkpoint {path} was written by another run ({'; '.join(differ)}): resume with the same "
+                         f"settings or train into a new path")
+    model.load_state_dict(ck["model"])
+    ema.load_state_dict(ck["ema"])
+    opt.load_state_dict(ck["optimizer"])
+    step, losses = int(ck["step"]), ck["losses"].tolist()
+    if generator is None and ck["rng"].get("generator") is not None:
+        generator = torch.Generator()
+    par.set_rng_state(ck["rng"], generator, step)
+    return step, losses, generator

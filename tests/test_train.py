@@ -149,7 +149,7 @@ def test_killed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
     after = torch.load(path, weights_only=True)  # still the complete step-10 checkpoint
     assert after["step"] == 10
     _assert_same_state_dicts(after["model"], before["model"])
-    assert sorted(os.listdir(tmp_path)) == ["d.pt"]  # no temporary file left behind
+    assert sorted(os.listdir(tmp_path)) == [".d.pt.lock", "d.pt"]  # no temporary file left behind (the lock stays)
     with pytest.raises(RuntimeError):
         monkeypatch.setattr(torch, "save", dying_save)
         save_checkpoint(path, {"step": 99})
