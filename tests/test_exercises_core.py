@@ -123,3 +123,55 @@ def test_as_numeric_function_from_sympy_string_or_callable():
         as_numeric_function(0.5, ("a", "g"), name="v")
     with pytest.raises(WrongAnswer, match="should be a function"):
         as_numeric_function([1.0], ("a", "g"), name="v")
+
+
+# ---------------------------------------------------------------- student code cannot hang or change the notebook
+def test_an_endless_student_function_is_stopped_with_a_message(monkeypatch):
+    import time
+
+    import sdelab.exercises._core as core
+
+    monkeypatch.setattr(core, "CHECK_SECONDS", 0.5)
+
+    def endless(x):
+        while True:
+            try:
+                time.sleep(0.01)
+            except Exception:  # a student's broad except must not swallow the stop
+                pass
+
+    t0 = time.perf_counter()
+    with pytest.raises(WrongAnswer, match=r"fn\(x\) did not finish within 0.5 s"):
+        core.call_answer(endless, 1.0, name="fn(x)")
+    assert time.perf_counter() - t0 < 5
+
+
+def test_student_code_gives_back_dtype_grad_mode_and_reseeded_rng():
+    import sdelab.exercises._core as core
+
+    def meddling(x):
+        torch.set_default_dtype(torch.float64)
+        torch.set_grad_enabled(False)
+        torch.manual_seed(123)
+        return x
+
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    core.call_answer(meddling, 1.0, name="fn")
+    assert torch.get_default_dtype() == torch.float32 and torch.is_grad_enabled()
+    assert torch.equal(torch.rand(3), expected)  # the notebook's stream goes on as if nothing happened
+
+
+@pytest.mark.parametrize("text", ["__import__('os').system('true')", "().__class__", "exp(x).subs", "[x for x in y]",
+                                  "lambda: 1", "9**9**9**9", "10**100000", "x[0]", "f(x, evaluate=False)"])
+def test_string_answers_that_are_not_formulas_are_refused_before_evaluation(text):
+    b = sp.Symbol("b")
+    with pytest.raises(WrongAnswer, match="should be"):
+        parse_sympy(text, {"b": b, "x": sp.Symbol("x")}, name="ans")
+
+
+def test_ordinary_formulas_still_parse():
+    b, t = sp.symbols("b t", positive=True)
+    assert parse_sympy("exp(-b*t/2) * sqrt(1 - exp(-b*t)) + b^2/2 - 3e-2", {"b": b, "t": t}, name="ans") == \
+        sp.exp(-b * t / 2) * sp.sqrt(1 - sp.exp(-b * t)) + b**2 / 2 - sp.Float("0.03")

@@ -7,10 +7,18 @@ with a message naming the answer when it has the wrong type, shape or size), com
 """
 from __future__ import annotations
 
+import ast
+import contextlib
 import math
+import os
+import signal
+import threading
 
 import numpy as np
 import torch
+
+CHECK_SECONDS = float(os.environ.get("SDELAB_CHECK_SECONDS", "120"))
+"""How long a student's function may run inside a checker (`$SDELAB_CHECK_SECONDS`, default 120 s)."""
 
 
 class WrongAnswer(AssertionError):
@@ -124,10 +132,48 @@ def expect_callable(fn, *, name: str) -> None:
     expect(callable(fn), f"{name} should be a function (def ... or lambda), got {type(fn).__name__}")
 
 
-def call_answer(fn, *args, name: str, **kwargs):
-    """Call the student's `fn(*args, **kwargs)`; turn an exception it raises into a `WrongAnswer` that quotes it."""
+class _OutOfTime(BaseException):  # not an Exception, so a student's `except Exception` cannot swallow it
+    pass
+
+
+def _raise_out_of_time(signum, frame):
+    raise _OutOfTime
+
+
+@contextlib.contextmanager
+def student_code(name: str, seconds: float | None = None):
+    """Run the student's code inside: stop it after `seconds` (default `CHECK_SECONDS`; POSIX main thread only) with
+    a `WrongAnswer` that says so, and give back torch's global state afterwards -- the default dtype, the grad mode,
+    and the random state if the code reseeded it -- so a check never changes the notebook it runs in."""
+    seconds = CHECK_SECONDS if seconds is None else float(seconds)
+    dtype, grad, seed, rng = torch.get_default_dtype(), torch.is_grad_enabled(), torch.initial_seed(), torch.get_rng_state()
+    timed = (seconds > 0 and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+             and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, signal.SIG_IGN, None))
+    if timed:
+        old = signal.signal(signal.SIGALRM, _raise_out_of_time)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
-        return fn(*args, **kwargs)
+        yield
+    except _OutOfTime:
+        raise WrongAnswer(f"{name} did not finish within {seconds:g} s, so the check stopped it (an endless loop? "
+                          "a loop over far too many steps?)") from None
+    finally:
+        if timed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+        torch.set_default_dtype(dtype)
+        torch.set_grad_enabled(grad)
+        if torch.initial_seed() != seed:  # the student reseeded: put the notebook's random stream back
+            torch.manual_seed(seed)
+            torch.set_rng_state(rng)
+
+
+def call_answer(fn, *args, name: str, **kwargs):
+    """Call the student's `fn(*args, **kwargs)` under `student_code` (time limit, torch state given back); turn an
+    exception it raises into a `WrongAnswer` that quotes it."""
+    try:
+        with student_code(name):
+            return fn(*args, **kwargs)
     except WrongAnswer:
         raise
     except Exception as e:  # the student's code raised: say so, with the error and a hint for shape errors
@@ -155,11 +201,45 @@ def reject_mistakes(got, mistakes, *, same, prefix: str = "") -> None:
 
 
 # ---------------------------------------------------------------- symbolic answers
+_SAFE_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Call, ast.Name, ast.Load, ast.Constant, ast.operator,
+               ast.unaryop, ast.Tuple)
+
+
+def _constant_only(node) -> bool:
+    return not any(isinstance(n, ast.Name) for n in ast.walk(node))
+
+
+def check_expression_string(text: str, name: str) -> None:
+    """Refuse a string answer that is more than a formula, before sympy evaluates it (`sympify` runs Python):
+    only numbers, names, arithmetic and calls of plain names are allowed -- no attributes, indexing, lambdas,
+    dunder names or numbers big enough to hang the parser (`9**9**9`)."""
+    if len(text) > 2000:
+        raise WrongAnswer(f"{name} is a string of {len(text)} characters; a formula should be shorter")
+    try:
+        tree = ast.parse(text.replace("^", "**").strip(), mode="eval")
+    except SyntaxError as e:
+        raise WrongAnswer(f"{name} should be a sympy expression (or a formula sympy can read): {e.msg}") from None
+    for node in ast.walk(tree):
+        bad = not isinstance(node, _SAFE_NODES)
+        bad = bad or (isinstance(node, ast.Name) and node.id.startswith("_"))
+        bad = bad or (isinstance(node, ast.Call) and (not isinstance(node.func, ast.Name) or node.keywords))
+        bad = bad or (isinstance(node, ast.Constant) and not isinstance(node.value, (int, float, complex)))
+        bad = bad or (isinstance(node, ast.Constant) and isinstance(node.value, int) and abs(node.value) > 10**30)
+        huge_power = (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow) and _constant_only(node.right)
+                      and any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.Pow) or
+                              isinstance(n, ast.Constant) and abs(n.value) > 1000 for n in ast.walk(node.right)))
+        if bad or huge_power:
+            raise WrongAnswer(f"{name} should be a formula (numbers, symbols, + - * / **, and functions such as exp, "
+                              f"sqrt, log); {ast.unparse(node)!r} is not allowed in it")
+
+
 def _sympify(answer, name: str, what: str, locals_: dict | None = None):
     import sympy as sp
 
     if isinstance(answer, sp.Order):
         answer = answer.removeO()
+    if isinstance(answer, str):
+        check_expression_string(answer, name)
     try:
         expr = sp.sympify(answer, locals=dict(locals_)) if isinstance(answer, str) and locals_ else sp.sympify(answer)
     except (sp.SympifyError, TypeError, SyntaxError) as e:
@@ -191,7 +271,10 @@ def parse_sympy_in(answer, symbol, *, name: str, hint: str = "") -> "sympy.Expr"
 
     if callable(answer) and not isinstance(answer, sp.Basic):
         try:
-            answer = answer(symbol)
+            with student_code(name):
+                answer = answer(symbol)
+        except WrongAnswer:
+            raise
         except Exception as e:  # e.g. math.exp of a symbol
             raise WrongAnswer(f"calling {name}({symbol}) with a sympy symbol {symbol} raised {type(e).__name__}: {e}. "
                               f"Give a sympy expression in {symbol} (build it from sympy functions such as "
