@@ -141,3 +141,8 @@ def _stochastic(eps_fn, sde, x, ts):
 def test_ddim_inversion_names_the_mistake(wrong, match):
     with pytest.raises(WrongAnswer, match=match):
         check_ddim_inversion(wrong)
+
+
+def test_success_messages_are_one_short_line():
+    msgs = [check_ddim_step(ddim), check_strided_timesteps(trailing), check_ddim_inversion(invert)]
+    assert all(len(m) <= 90 and "\n" not in m for m in msgs), [len(m) for m in msgs]

@@ -190,3 +190,17 @@ def test_pf_gaussian_map_bad_returns():
         check_pf_gaussian_map(lambda x_T, t, m0, s0: x_T[:3])
     with pytest.raises(WrongAnswer, match="torch tensor"):
         check_pf_gaussian_map(lambda x_T, t, m0, s0: 1.0)
+
+
+def test_reverse_em_step_vp_beta_hard_coded_is_named():
+    def vp_coded(score_fn, sde, x, t, dt, z):  # f and g of the VP-SDE written out: wrong on sub-VP
+        beta = 0.1 + 19.9 * t
+        s = score_fn(x, torch.full((x.shape[0],), t, dtype=x.dtype))
+        return x + (-0.5 * beta * x - beta * s) * dt + math.sqrt(beta) * math.sqrt(-dt) * z
+    with pytest.raises(WrongAnswer, match="sub-VP SDE"):
+        check_reverse_em_step(vp_coded)
+
+
+def test_success_messages_are_one_short_line():
+    msgs = [check_lambda_drift(lambda_drift), check_reverse_em_step(reverse_em_step), check_pf_gaussian_map(pf_map)]
+    assert all(len(m) <= 90 and "\n" not in m for m in msgs), [len(m) for m in msgs]

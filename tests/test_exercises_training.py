@@ -202,3 +202,27 @@ def test_gaussian_denoiser_catches_vp_only_formulas():
         return m0 + a * s0**2 * (x_t - a * m0) / (a**2 * s0**2 + s2)
     with pytest.raises(WrongAnswer, match="not for the VE-SDE"):
         check_gaussian_denoiser(vp_only)
+
+
+def test_from_eps_vp_only_formula_is_named_on_ve():
+    def vp_only(e, x, t, sde):  # alpha = sqrt(1 - sigma^2): NaN on the VE-SDE, where sigma reaches 50
+        s = append_dims(sde.std(t), x.ndim)
+        return -e / s, (x - s * e) / torch.sqrt(1 - s**2)
+    with pytest.raises(WrongAnswer, match="VP-only formulas such as alpha = sqrt\\(1 - sigma\\^2\\)"):
+        check_from_eps(vp_only)
+
+
+def test_gaussian_denoiser_vp_sigma_from_alpha_is_named():
+    def vp_only(x_t, t, sde, m0, s0):  # sigma^2 = 1 - alpha^2, right for VP only
+        a = append_dims(sde.mean_coeff(t), x_t.ndim)
+        return m0 + a * s0**2 * (x_t - a * m0) / (a**2 * s0**2 + 1 - a**2)
+    with pytest.raises(WrongAnswer, match="sigma\\^2 = 1 - alpha\\^2 holds only for VP"):
+        check_gaussian_denoiser(vp_only)
+
+
+def test_success_messages_are_one_short_line(capsys):
+    from sdelab import param
+    msgs = [check_dsm_eps_loss(dsm_eps_loss),
+            check_from_eps(lambda e, x, t, sde: (param.eps_to_score(e, x, t, sde), param.eps_to_x0(e, x, t, sde))),
+            check_gaussian_denoiser(gaussian_denoiser)]
+    assert all(len(m) <= 90 and "\n" not in m for m in msgs), [len(m) for m in msgs]

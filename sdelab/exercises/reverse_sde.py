@@ -49,8 +49,7 @@ def check_lambda_drift(lambda_drift) -> str:
         return all(allclose(got[lam], fx + sign * c_of_lam(lam) * g2 * score) for lam in _LAMS)
 
     if matches(lambda lam: (1 + lam**2) / 2):
-        return correct("f - (1 + lambda^2)/2 g^2 score: lambda = 0 is the probability-flow ODE (half the score term, "
-                       "no noise), lambda = 1 Anderson's reverse SDE; every lambda has the marginals p_t.")
+        return correct("f - (1 + lambda^2)/2 g^2 s: lambda = 0 is the PF-ODE, lambda = 1 Anderson's SDE.")
     wrong = [
         (lambda lam: 1.0, {}, "you used the reverse-SDE drift f - g^2 s for every lambda. It is right for lambda = 1 "
                               "only: the coefficient is (1 + lambda^2)/2, so the probability-flow ODE (lambda = 0) "
@@ -144,11 +143,15 @@ def check_reverse_em_step(reverse_em_step) -> str:
              "the noise is g sqrt(|dt|) z; a factor sqrt(2) belongs to the drift -beta x with g = sqrt(2 beta), not "
              "to the VP-SDE."),
         ]
+        beta = BETA_MIN + (BETA_MAX - BETA_MIN) * t
+        vp_coded = x + (-0.5 * beta * x - beta * s) * dt + math.sqrt(beta) * math.sqrt(-dt) * z
+        if g**2 != beta:  # the sub-VP case: a VP-only step (f = -beta x/2, g^2 = beta) is wrong here
+            wrong.insert(0, (vp_coded, "this is the VP step with beta(t) written out; on the sub-VP SDE "
+                                       "g(t)^2 = beta(t)(1 - e^(-2B(t))) differs: use sde.drift and sde.diffusion."))
         reject_mistakes(got, wrong, same=allclose, prefix=where)
         raise WrongAnswer(where + "the step should be x + (f(x, t) - g(t)^2 score(x, t)) dt + g(t) sqrt(|dt|) z, with "
                           "f = sde.drift(x, t) and g = sde.diffusion(t).")
-    return correct("x + (f - g^2 s) dt + g sqrt(|dt|) z with dt < 0: Euler-Maruyama on Anderson's reverse SDE. "
-                   "sdelab.samplers.euler_maruyama repeats exactly this step on a grid from T to eps.")
+    return correct("x + (f - g^2 s) dt + g sqrt(|dt|) z, dt < 0: what euler_maruyama repeats.")
 
 
 # ---------------------------------------------------------------- the probability-flow map for Gaussian data
@@ -203,5 +206,4 @@ def check_pf_gaussian_map(pf_map) -> str:
         reject_mistakes(got, wrong, same=allclose, prefix=where)
         raise WrongAnswer(where + "x(t) should be alpha(t) m0 + (x_T - alpha(1) m0) sqrt(v(t)/v(1)) with "
                           "v = alpha^2 s0^2 + 1 - alpha^2 and alpha(t) = exp(-B(t)/2), B(t) = 0.1 t + 9.95 t^2.")
-    return correct("the PF-ODE moves each point so that its standardised position (x - m(t))/sqrt(v(t)) stays fixed: a "
-                   "deterministic, invertible map that transports the variance from v(1) to v(t).")
+    return correct("each point keeps its standardised position (x - m(t))/sqrt(v(t)).")

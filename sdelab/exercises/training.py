@@ -97,8 +97,7 @@ def check_dsm_eps_loss(dsm_eps_loss) -> str:
     val = float(loss.detach())
     want = float(((out - eps) ** 2).mean())
     if abs(val - want) <= 1e-8 * abs(want):
-        return correct("the eps-prediction loss |eps_theta(alpha x0 + sigma eps, t) - eps|^2 is the sigma^2-weighted "
-                       "denoising score-matching loss, exactly (Ho et al.'s L_simple). No SDE was simulated.")
+        return correct("|eps_theta - eps|^2 is the sigma^2-weighted DSM loss (L_simple).")
     r = out - eps
     wrong = [
         (float((r**2).sum(1).mean()), "you summed over the coordinates; the convention here (and in "
@@ -152,8 +151,10 @@ def check_from_eps(from_eps) -> str:
         out = _call(from_eps, eps_hat.clone(), x_t.clone(), t.clone(), sde, name=call)
         expect(isinstance(out, (tuple, list)) and len(out) == 2,
                f"{call} should return a pair (score, x0_hat), got {type(out).__name__}")
-        score = expect_tensor(out[0], name=f"the score from {call}", shape=(B, d))
-        x0_hat = expect_tensor(out[1], name=f"x0_hat from {call}", shape=(B, d))
+        hint = ("On the VE-SDE alpha = 1 and sigma reaches 50: VP-only formulas such as alpha = sqrt(1 - sigma^2) "
+                "give NaN or inf there; take alpha and sigma from sde.mean_coeff(t) and sde.std(t).") if _is_ve(sde) else ""
+        score = expect_tensor(out[0], name=f"the score from {call}", shape=(B, d), nan_hint=hint)
+        x0_hat = expect_tensor(out[1], name=f"x0_hat from {call}", shape=(B, d), nan_hint=hint)
         a, s = _coeffs(sde, t)
         where = f"{call}: "
         if not allclose(score, -eps_hat / s):
@@ -188,8 +189,7 @@ def check_from_eps(from_eps) -> str:
                                   "from sde.mean_coeff(t) and sde.std(t) instead of VP-only formulas such as "
                                   "alpha = sqrt(1 - sigma^2).")
             raise WrongAnswer(where + "x0_hat is wrong: it should be (x_t - sigma(t) eps_hat)/alpha(t).")
-    return correct("s = -eps/sigma and x0_hat = (x_t - sigma eps)/alpha: one network, several readings of its output. "
-                   "Note the 1/alpha: at large t, x0_hat amplifies any error in eps_hat by sigma/alpha.")
+    return correct("s = -eps/sigma, x0_hat = (x_t - sigma eps)/alpha: one output, two readings.")
 
 
 # ---------------------------------------------------------------- Tweedie's denoiser for Gaussian data
@@ -217,6 +217,10 @@ def check_gaussian_denoiser(gaussian_denoiser) -> str:
         if allclose(got, want):
             continue
         where = f"{call}: "
+        v_vp = a**2 * s0**2 + 1 - a**2                         # sigma^2 written as 1 - alpha^2 (VP only)
+        if _is_ve(sde) and allclose(got, m0 + a * s0**2 * (x_t - a * m0) / v_vp):
+            raise WrongAnswer(where + "right for the VP-SDE but not for the VE-SDE: sigma^2 = 1 - alpha^2 holds only "
+                              "for VP; take sigma from sde.std(t).")
         wrong = [
             (x_t / a, "x_t / alpha only undoes the scaling and ignores the noise. The posterior mean shrinks towards "
                       "the prior: Tweedie adds sigma^2 * score before dividing by alpha."),
@@ -242,5 +246,4 @@ def check_gaussian_denoiser(gaussian_denoiser) -> str:
             raise WrongAnswer(where + "right for the VP-SDE but not for the VE-SDE: take alpha and sigma from "
                               "sde.mean_coeff(t) and sde.std(t) instead of VP-only formulas.")
         raise WrongAnswer(where + "E[x0 | x_t] should be m0 + alpha s0^2 (x_t - alpha m0)/(alpha^2 s0^2 + sigma^2).")
-    return correct("E[x0 | x_t] = (x_t + sigma^2 grad log p_t(x_t))/alpha: for Gaussian data, the Wiener filter. "
-                   "The optimal denoiser and the score are one object.")
+    return correct("Tweedie: E[x0 | x_t] = (x_t + sigma^2 score)/alpha, the Wiener filter here.")
