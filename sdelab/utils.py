@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 __all__ = [
-    "append_dims", "quick", "pick", "seed_everything", "default_device", "setup", "cache_dir",
+    "append_dims", "quick", "pick", "seed_everything", "default_device", "setup", "cache_dir", "num_threads",
     "check_finite", "check_time", "check_grid", "check_positive", "check_batch", "as_time",
 ]
 
@@ -60,15 +60,36 @@ def cache_dir(*parts: str) -> "Path":
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "sdelab", *parts)
 
 
+def num_threads() -> int:
+    """The torch thread count `setup()` uses: `SDELAB_THREADS` if set, else `OMP_NUM_THREADS` if set, else half
+    the usable cores, at least 1 and at most 4.
+
+    Half the cores, because torch's OpenMP threads busy-wait: on cores shared with another job, a small model
+    with one thread per core trains many times slower than with one thread (see README, "Performance").
+    """
+    for var in ("SDELAB_THREADS", "OMP_NUM_THREADS"):
+        text = os.environ.get(var, "").strip()
+        if text:
+            if not text.isdigit() or int(text) < 1:
+                raise ValueError(f"{var} must be a positive integer (a thread count), got {text!r}")
+            return int(text)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores // 2))
+
+
 def setup(seed: int = 0, *, verbose: bool = True) -> torch.Generator:
-    """First call of every notebook: seed, figure style, and a line saying mode and device."""
+    """First call of every notebook: seed, thread count (`num_threads()`), figure style, and a line saying mode,
+    device and threads."""
     from . import plot
 
+    torch.set_num_threads(num_threads())
     plot.style()
     gen = seed_everything(seed)
     if verbose:
         mode = "quick mode (SDELAB_QUICK=1): small budgets" if quick() else "full mode"
-        print(f"sdelab {_version()} | torch {torch.__version__} | device: {default_device()} | {mode}")
+        n = torch.get_num_threads()
+        print(f"sdelab {_version()} | torch {torch.__version__} | device: {default_device()} | {mode} | "
+              f"{n} CPU thread{'s' if n > 1 else ''}")
     return gen
 
 

@@ -66,3 +66,37 @@ def test_cache_dir_follows_xdg_cache_home(monkeypatch, tmp_path):
     assert data_dir() == tmp_path / "sdelab" / "mnist"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert cache_dir() == Path.home() / ".cache" / "sdelab"
+
+
+def test_num_threads_env_overrides(monkeypatch):
+    monkeypatch.setenv("SDELAB_THREADS", "3")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert utils.num_threads() == 3  # SDELAB_THREADS wins over OMP_NUM_THREADS
+    monkeypatch.delenv("SDELAB_THREADS")
+    assert utils.num_threads() == 1
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("SDELAB_THREADS", bad)
+        with pytest.raises(ValueError, match="SDELAB_THREADS"):
+            utils.num_threads()
+
+
+@pytest.mark.parametrize("cores, expected", [(1, 1), (2, 1), (3, 1), (4, 2), (6, 3), (8, 4), (64, 4)])
+def test_num_threads_default_is_half_the_cores_between_1_and_4(monkeypatch, cores, expected):
+    monkeypatch.delenv("SDELAB_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(utils.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    assert utils.num_threads() == expected
+
+
+def test_setup_sets_and_prints_the_thread_count(monkeypatch, capsys):
+    before = torch.get_num_threads()
+    monkeypatch.setenv("SDELAB_THREADS", "2")
+    try:
+        utils.setup(0)
+        assert torch.get_num_threads() == 2
+        assert "2 CPU threads" in capsys.readouterr().out
+        monkeypatch.setenv("SDELAB_THREADS", "1")
+        utils.setup(0)
+        assert torch.get_num_threads() == 1 and "1 CPU thread" in capsys.readouterr().out
+    finally:
+        torch.set_num_threads(before)
