@@ -77,3 +77,18 @@ def test_consistent_sdes():
 def test_consistent_sdes_names_the_mistake(wrong, match):
     with pytest.raises(WrongAnswer, match=match):
         check_consistent_sdes(wrong)
+
+
+def test_success_messages_are_one_short_line():
+    # "Correct! ..." is printed inside a solution dropdown: it must fit the column (issue 9)
+    import ast
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "sdelab" / "exercises"
+    for name in ("fokker_planck", "solving_vpsde", "ddpm_vpsde", "notation"):
+        calls = [node for node in ast.walk(ast.parse((root / f"{name}.py").read_text()))
+                 if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "correct"]
+        assert calls, name
+        for call in calls:
+            message = ast.literal_eval(call.args[0])
+            assert len("Correct! " + message) <= 90 and "\n" not in message, (name, message)

@@ -67,8 +67,7 @@ def check_score_units(dim) -> str:
     dimension $[x]$. Answer: $[x]^{-1}$ (whatever $d$ is)."""
     p, q = exponents(dim, name="the score's dimension")
     if (p, q) == (-1, 0):
-        return correct("[score] = 1/[x]: log p is defined up to an additive constant (the choice of unit), which the "
-                       "gradient removes, and d/dx divides by [x]. So g^2 * score * dt = [x]^2/[t] * 1/[x] * [t] = [x].")
+        return correct("[score] = 1/[x], in any dimension d.")
     expect(q == 0, f"you gave {_fmt(p, q)}, but no time enters the score at a fixed t: p_t is a density in x, "
                    "and the gradient is with respect to x.")
     hints = {
@@ -88,9 +87,7 @@ def check_g_units(dim) -> str:
     $[\theta] = 1/[t]$ and the scale $s$ has the dimension of the data, $[s] = [x]$. Answer: $[x]\,[t]^{-1/2}$."""
     p, q = exponents(dim, name="the dimension of g")
     if (p, q) == (1, Fraction(-1, 2)):
-        return correct("[g] = [x] / sqrt([t]): dw has dimension sqrt([t]) (Var w(t) = t), so g dw is [x], like dx. "
-                       "g^2 = 2 s^2 theta has [x]^2/[t], a diffusivity (like m^2/s), and the stationary variance "
-                       "g^2 / (2 theta) = s^2 has [x]^2, as it must.")
+        return correct("[g] = [x]/sqrt([t]), so g dw has the units of dx.")
     hints = {
         (Fraction(1), Fraction(-1)): "that is the dimension of the drift f = dx/dt-like terms; g multiplies dw, which "
                                      "has dimension sqrt([t]), not dt.",
@@ -137,9 +134,7 @@ def check_consistent_sdes(answer) -> str:
     expect(not unknown, f"unknown labels {unknown}: choose among {sorted(SDE_MENU)}.")
     want = {k for k, (_, ok, _) in SDE_MENU.items() if ok}
     if chosen == want:
-        return correct("A, D, E and G are consistent. B and C fail because dw carries sqrt([t]) (so g must be "
-                       "[x]/sqrt([t])), F because the score needs g^2. G passes the unit test but is still wrong for "
-                       "a VP drift: units cannot see a factor 2.")
+        return correct("A, D, E and G; G passes units yet has the wrong variance.")
     lines = []
     for k in sorted(chosen - want):
         eq, _, why = SDE_MENU[k]

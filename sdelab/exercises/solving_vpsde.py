@@ -93,8 +93,7 @@ def check_vp_moments(vp_moments) -> str:
         i = int(np.argmax(np.abs(var - want_v)))
         raise WrongAnswer(where + f"the variance at t = {_TS[i]:g} is {var[i]:.6g}, but it should be {want_v[i]:.6g}. "
                           "Solve v' = -beta(t) v + beta(t) with v(0) = v0.")
-    return correct("E x_t = m0 e^{-B/2} and Var x_t = e^{-B} v0 + 1 - e^{-B}: the data's share decays, the noise's "
-                   "grows, and the variance stays 1 only if it starts at 1.")
+    return correct("mean m0 e^{-B/2}, variance e^{-B} v0 + 1 - e^{-B}.")
 
 
 # ---------------------------------------------------------------- integrating factor
@@ -119,8 +118,7 @@ def check_integrating_factor(phi) -> str:
         ratios.append((dp / p - float(_beta(tv)) / 2) / float(_beta(tv)))  # (dt coefficient) / (phi beta x)
     r = np.real(np.array(ratios))
     if np.allclose(r, 0, atol=1e-6):
-        return correct("phi = e^{B(t)/2} (times any constant): d(e^{B/2} x) = e^{B/2} sqrt(beta) dw, so x_t = "
-                       "e^{-B/2} x0 + int_0^t e^{-(B(t) - B(s))/2} sqrt(beta(s)) dw(s).")
+        return correct("phi = e^{B(t)/2}: d(phi x) = phi sqrt(beta) dw, no dt term.")
     ts = np.array(_TPTS)
     wrong = [
         (np.full_like(r, 0.5), "y = e^{B} x leaves the dt term (beta / 2) y dt: the drift is -beta x / 2, so the "
@@ -191,5 +189,4 @@ def check_scaled_linear_B(B_fn) -> str:
         i = int(np.argmax(np.abs(got - want)))
         raise WrongAnswer(where + f"B({_TS[i]:g}) = {got[i]:.6g}, but it should be {want[i]:.6g}. Expand beta(t) = "
                           "(a + (b - a) t)^2 with a = sqrt(beta_min), b = sqrt(beta_max) and integrate from 0 to t.")
-    return correct("B(t) = [(sqrt(beta_min) + t (sqrt(beta_max) - sqrt(beta_min)))^3 - beta_min^{3/2}] / "
-                   "(3 (sqrt(beta_max) - sqrt(beta_min))), and alpha_bar(t) = e^{-B(t)}.")
+    return correct("B(t) = [(a + (b - a) t)^3 - a^3] / (3 (b - a)), a = sqrt(beta_min).")
