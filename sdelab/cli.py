@@ -141,10 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     ck = sub.add_parser("checkpoints", help="train and ship the book's pretrained models",
                         description="Train the models the book loads with sdelab.pretrained(name), with the "
-                                    "package's own code, and store them in sdelab/weights (make checkpoints).")
+                                    "package's own code, into a user folder that sdelab.pretrained reads first "
+                                    "(`make checkpoints` passes --directory sdelab/weights to ship them).")
     ck.add_argument("--only", nargs="+", metavar="NAME", help="only these models")
     ck.add_argument("--list", action="store_true", help="list the shipped models and exit")
     ck.add_argument("--work", default=None, help="folder for resumable training checkpoints (default: temporary)")
+    ck.add_argument("--directory", default=None,
+                    help="where the weights and manifest go (default: the user cache, sdelab.utils.cache_dir('weights'))")
     _common(ck, seed=False)
     return parser
 
@@ -205,6 +208,9 @@ def _train(args) -> int:
             return 0
     else:
         res = train(model, sde, data, device=args.device, generator=torch.Generator().manual_seed(args.seed), **kw)
+    if res.step == res.start_step and res.step >= args.steps:  # a finished checkpoint: nothing to do
+        print(f"{args.out} already holds {res.step} steps; pass --steps N with N > {res.step} to train further")
+        return 0
     tail = res.losses[-100:]
     print(f"trained {res.step} steps ({res.step - res.start_step} in this run, {res.seconds:.1f} s); "
           f"mean loss of the last {len(tail)} steps {sum(tail) / max(len(tail), 1):.4f}; checkpoint: {args.out}")
@@ -300,7 +306,11 @@ def _checkpoints(args) -> int:
     bad = [n for n in args.only or [] if n not in RECIPES]
     if bad:
         raise UsageError(f"--only: unknown model(s) {', '.join(bad)}; choose from {', '.join(RECIPES)}")
-    make_checkpoints(args.only, device=args.device, progress=args.progress, work=args.work)
+    from .utils import cache_dir
+
+    directory = Path(args.directory) if args.directory else cache_dir("weights")
+    make_checkpoints(args.only, device=args.device, progress=args.progress, work=args.work, directory=directory)
+    print(f"weights written to {directory}")
     return 0
 
 

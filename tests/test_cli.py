@@ -105,3 +105,26 @@ def test_checkpoints_list(capsys):
     assert main(["checkpoints", "--list"]) == 0
     out = capsys.readouterr().out
     assert "ring" in out and "MLPScore" in out
+
+
+def test_train_on_a_finished_checkpoint_says_how_to_train_further(tmp_path, capsys):
+    ck = tmp_path / "m.pt"
+    args = ["train", "toy", "--steps", "30", "--batch-size", "32", "--hidden", "16", "--depth", "1",
+            "--out", str(ck), "--no-progress", "--device", "cpu"]
+    assert main(args) == 0
+    assert "trained 30 steps" in capsys.readouterr().out
+    assert main(args) == 0
+    assert capsys.readouterr().out == f"{ck} already holds 30 steps; pass --steps N with N > 30 to train further\n"
+
+
+def test_checkpoints_write_to_the_user_cache_or_directory(tmp_path, monkeypatch, capsys):
+    import sdelab.recipes
+
+    calls = []
+    monkeypatch.setattr(sdelab.recipes, "make_checkpoints", lambda only, **kw: calls.append((only, kw)) or {})
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert main(["checkpoints", "--only", "ring", "--no-progress"]) == 0
+    assert calls[-1][0] == ["ring"] and calls[-1][1]["directory"] == tmp_path / "cache" / "sdelab" / "weights"
+    assert main(["checkpoints", "--only", "ring", "--directory", str(tmp_path / "w"), "--no-progress"]) == 0
+    assert calls[-1][1]["directory"] == tmp_path / "w"
+    assert f"weights written to {tmp_path / 'w'}" in capsys.readouterr().out
