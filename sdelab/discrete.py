@@ -275,8 +275,9 @@ def dpm_solver_2m(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, ts, *, generator: to
     With $h_i = \lambda_{t_i} - \lambda_{t_{i-1}}$ and $r_i = h_{i-1}/h_i$:
     $x_{t_i} = \tfrac{\sigma_{t_i}}{\sigma_{t_{i-1}}} x_{t_{i-1}} - \alpha_{t_i}(e^{-h_i} - 1) D_i$,
     $D_i = (1 + \tfrac{1}{2r_i})\hat x_0^{(i-1)} - \tfrac{1}{2r_i}\hat x_0^{(i-2)}$; the first step is first order
-    ($D_1 = \hat x_0^{(0)}$, which is DDIM). As in the reference code, with fewer than 15 steps the last
-    step is first order too (`lower_order_final`), which stabilises the final, large $\lambda$ jump.
+    ($D_1 = \hat x_0^{(0)}$, which is DDIM). As in diffusers' `DPMSolverMultistepScheduler`, with fewer than 15
+    steps the last step is first order too (`lower_order_final`), which stabilises the final, large $\lambda$ jump
+    (Lu et al.'s own code uses a threshold of 10 steps).
     Needs $\sigma > 0$ at every grid time (so `ts[-1] > 0`); one evaluation per step; no noise drawn.
     Use it on `logsnr_time_grid(sde, n)`: on a grid uniform in $t$ the VP steps near $\epsilon$ are large jumps
     in $\lambda$ unless $n \gg T/\epsilon$, and second order only shows for very many steps.

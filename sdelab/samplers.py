@@ -22,8 +22,8 @@ import torch
 from .sde import SDE
 from .utils import check_finite, check_grid
 
-__all__ = ["euler_maruyama", "predictor_corrector", "pf_ode_euler", "pf_ode_heun", "pf_ode_rk45",
-           "CountingScore", "trajectory", "SAMPLERS"]
+__all__ = ["euler_maruyama", "predictor_corrector", "langevin_corrector", "pf_ode_euler", "pf_ode_heun",
+           "pf_ode_rk45", "CountingScore", "trajectory", "SAMPLERS"]
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Callback = Callable[[int, float, torch.Tensor], None] | None
@@ -48,12 +48,16 @@ class CountingScore:
 
 
 # ---------------------------------------------------------------------- shared pieces
-def _prepare(sde: SDE, x: torch.Tensor, ts) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate `x` and the grid once; return `ts` on `x`'s device in `x`'s dtype, and a CPU float64 copy."""
+def _check_x(x) -> None:
     if not torch.is_tensor(x) or x.ndim < 2 or not x.is_floating_point():
         raise ValueError(f"x must be a floating-point tensor of shape (B, ...) with at least 2 dims, got "
                          f"{(tuple(x.shape), x.dtype) if torch.is_tensor(x) else type(x).__name__}")
     check_finite("x", x)
+
+
+def _prepare(sde: SDE, x: torch.Tensor, ts) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate `x` and the grid once; return `ts` on `x`'s device in `x`'s dtype, and a CPU float64 copy."""
+    _check_x(x)
     ts = check_grid(ts, sde.T)
     return ts.to(device=x.device, dtype=x.dtype), ts.double().cpu()
 
@@ -122,14 +126,19 @@ def _langevin(score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor, snr: float, a
 def predictor_corrector(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, ts, *, snr: float = 0.16,
                         n_corrector: int = 1, generator: torch.Generator | None = None,
                         callback: Callback = None, denoise_last: bool = False) -> torch.Tensor:
-    r"""Predictor–corrector sampling (Song et al., 2021, Alg. 1–3): at each grid time `n_corrector`
-    Langevin steps at fixed $t$, then one Euler–Maruyama predictor step to the next time.
+    r"""Predictor–corrector sampling (Song et al., 2021): at each grid time $t_i$, `n_corrector` Langevin steps
+    at fixed $t_i$ (the corrector, `langevin_corrector`), then one Euler–Maruyama step to $t_{i+1}$ (the predictor).
+
+    The order is that of Song et al.'s reference code (`pc_sampler`: corrector, then predictor), so no corrector
+    step follows the last predictor step. The paper's Algorithms 2–3 put the predictor first, and Algorithm 3 (VP)
+    uses the reverse-diffusion predictor instead of Euler–Maruyama.
 
     The Langevin step size is $\epsilon = 2\alpha_i (r\,\overline{|z|}/\overline{|s|})^2$ with $r$ = `snr` and
-    $\alpha_i = \bar\alpha(t_i)/\bar\alpha(t_{i+1})$, which is DDPM's $1 - \beta_i$ for VP on its grid and 1 for VE
-    (Song et al. also use 1 for sub-VP). As in the reference code, the batch-averaged norms make the
-    step size depend on the whole batch. `denoise_last` as in `euler_maruyama` (Song et al. use True).
-    Costs `(n_corrector + 1)` score evaluations per step.
+    $\alpha_i = \bar\alpha(t_i)/\bar\alpha(t_{i+1})$ (Algorithms 4–5), which is DDPM's $1 - \beta_i$ for VP on its
+    grid and 1 for VE. Sub-VP has VP's mean coefficient and so gets VP's value; the reference code also sends
+    sub-VP to VP's discrete alphas, which its sub-VP class does not define. As in the reference code, the
+    batch-averaged norms make the step size depend on the whole batch. `denoise_last` as in `euler_maruyama`
+    (Song et al. use True). Costs `(n_corrector + 1)` score evaluations per step.
     """
     if not (math.isfinite(snr) and snr > 0):
         raise ValueError(f"snr must be a finite number > 0, got {snr!r}")
@@ -147,6 +156,30 @@ def predictor_corrector(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, ts, *, snr
         x = _euler_step(x, _drift(sde, score_fn, x, t, 1.0), sde._diffusion(t), dt, z)
         if callback is not None:
             callback(i, float(tc[i + 1]), x)
+    return x
+
+
+def langevin_corrector(score_fn: ScoreFn, x: torch.Tensor, t, *, snr: float = 0.16, n_steps: int = 1,
+                       alpha: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""The corrector of `predictor_corrector` alone: `n_steps` Langevin steps at the fixed time `t`,
+    $x \leftarrow x + \epsilon s(x, t) + \sqrt{2\epsilon}\,z$, $\epsilon = 2\alpha(r\,\overline{|z|}/\overline{|s|})^2$
+    (batch-averaged norms).
+
+    With a finite step it is biased: for Gaussian $p_t = \mathcal N(m, v)$ its stationary variance is
+    $v(1 + \alpha r^2)$, not $v$ (chapter "Samplers compared"). `t`: a number in $[0, T]$ (or a 0-dim tensor);
+    `x`: `(B, ...)`, returned with the same shape; `alpha` > 0 scales the step as $\alpha_i$ does in the sampler.
+    """
+    _check_x(x)
+    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+    if t.ndim != 0 or not torch.isfinite(t):
+        raise ValueError(f"t must be a finite number (one time for the whole batch), got {t.tolist()!r}")
+    for name, v in (("snr", snr), ("alpha", alpha)):
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+    if isinstance(n_steps, bool) or int(n_steps) != n_steps or n_steps < 0:
+        raise ValueError(f"n_steps must be an integer >= 0, got {n_steps!r}")
+    for _ in range(int(n_steps)):
+        x = _langevin(score_fn, x, t, snr, alpha, generator)
     return x
 
 

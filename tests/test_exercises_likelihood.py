@@ -155,6 +155,29 @@ def test_vp_divergence_accepts_sympy_function_and_string():
     assert ex.check_vp_divergence("beta*d/2*(1/(alpha**2*s**2 + sigma**2) - 1)").startswith("Correct!")
 
 
+def test_vp_divergence_accepts_the_vp_variance_written_with_one_minus_alpha2():
+    # the exercise is about the VP-SDE, where sigma^2 = 1 - alpha^2: this form is right (review M6)
+    V_vp = alpha**2 * s**2 + 1 - alpha**2
+    assert ex.check_vp_divergence(beta * d / 2 * (1 / V_vp - 1)).startswith("Correct!")
+    assert ex.check_vp_divergence(lambda b, dd, a, sg, ss: b * dd / 2 * (1 / (a**2 * ss**2 + 1 - a**2) - 1)
+                                  ).startswith("Correct!")
+
+
+def test_vp_divergence_cases_are_vp_and_the_message_quotes_a_failing_case():
+    for b, dd, a, sg, ss in ex._DIV_CASES:
+        assert abs(a**2 + sg**2 - 1) < 1e-12
+    # right on the first case only (a hard-coded number): the message must quote a case where it fails
+    b0, d0, a0, sg0, s0 = ex._DIV_CASES[0]
+    first = b0 * d0 / 2 * (1 / (a0**2 * s0**2 + sg0**2) - 1)
+    b1, d1, a1, sg1, s1 = ex._DIV_CASES[1]
+    with pytest.raises(WrongAnswer) as err:
+        ex.check_vp_divergence(lambda b, dd, a, sg, ss: first + 0 * b)
+    msg = str(err.value)
+    assert f"beta = {b1}, d = {d1}, alpha = {a1}" in msg and f"{first:.6g}" in msg.split("your answer gives")[1]
+    want = b1 * d1 / 2 * (1 / (a1**2 * s1**2 + sg1**2) - 1)
+    assert f"the divergence is {want:.6g}" in msg
+
+
 @pytest.mark.parametrize("answer, words", [
     (beta * d / (2 * V_T), "drift's contribution is missing"),
     (-beta / 2 + beta * d / (2 * V_T), "no factor d"),

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from sdelab.metrics import sliced_wasserstein
-from sdelab.samplers import (SAMPLERS, CountingScore, _drift, _langevin, euler_maruyama, pf_ode_euler, pf_ode_heun,
-                             pf_ode_rk45, predictor_corrector, trajectory)
+from sdelab.samplers import (SAMPLERS, CountingScore, _drift, _langevin, euler_maruyama, langevin_corrector, pf_ode_euler,
+                             pf_ode_heun, pf_ode_rk45, predictor_corrector, trajectory)
 from sdelab.sde import VESDE, VPSDE, SubVPSDE, pf_drift, reverse_drift
 from sdelab.toy import GaussianMixture, ring
 
@@ -153,6 +153,50 @@ def test_langevin_corrector_stationary_variance():
     v = gauss_var(sde, 0.5)
     assert abs(float(x.var()) / v - (1 + r**2)) < 4 * 1.25 * math.sqrt(2 / n)
     assert abs(float(x.mean()) - float(sde.mean_coeff(0.5)) * M0) < 4 * math.sqrt(1.25 * v / n)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5])
+def test_langevin_corrector_bias_is_one_plus_r2(alpha):
+    # The corrector alone at r = 0.4 on N(m, v): stationary variance v (1 + alpha r^2) = 1.16 v (alpha = 1), not the
+    # naive fixed point 1/(1 - r^2) = 1.19 v, not v (no bias), not v (1 + 2 r^2), and for alpha = 0.5 not the
+    # alpha-free 1 + r^2. n = 200 000 samples; the ratio
+    # is averaged over the last 40 of 100 steps (successive states are correlated by (1 - eps/v)^2 ~ 0.27), so its
+    # standard error is about 0.0015; tolerance 0.01 separates the candidates (they are >= 0.03 apart).
+    sde, n, r, t = VPSDE(), 200_000, 0.4, 0.5
+    score, v = GAUSS.score_fn(sde), gauss_var(sde, t)
+    x = GAUSS.noised(t, sde).sample(n, generator=gen(5))
+    g, ratios = gen(6), []
+    for k in range(100):
+        x = langevin_corrector(score, x, t, snr=r, alpha=alpha, generator=g)
+        if k >= 60:
+            ratios.append(float(x.var()) / v)
+    ratio, want = float(np.mean(ratios)), 1 + alpha * r**2
+    assert abs(ratio - want) < 0.01, (ratio, want)
+    wrongs = [1.0, 1 / (1 - alpha * r**2), 1 + 2 * alpha * r**2, 1 + r**2]   # the last ignores alpha
+    for wrong in [w for w in wrongs if abs(w - want) > 0.025]:               # alpha = 0.5: 1/(1 - 0.08) is too close
+        assert abs(ratio - wrong) > 0.015
+
+
+def test_langevin_corrector_is_the_pc_corrector():
+    sde, t = VPSDE(), 0.4
+    x = torch.randn(64, 2, generator=gen(0), dtype=F64)
+    score = ring(dtype=F64).score_fn(sde)
+    a = langevin_corrector(score, x, t, snr=0.3, n_steps=3, alpha=0.9, generator=gen(1))
+    b, g = x, gen(1)
+    for _ in range(3):
+        b = _langevin(score, b, torch.tensor(t, dtype=F64), 0.3, 0.9, g)
+    assert a.equal(b)
+    assert langevin_corrector(score, x, t, n_steps=0).equal(x)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(t=float("nan")), "t must be"), (dict(t=torch.zeros(2)), "t must be"), (dict(snr=0.0), "snr"),
+    (dict(alpha=-1.0), "alpha"), (dict(n_steps=1.5), "n_steps"), (dict(n_steps=-1), "n_steps"),
+])
+def test_langevin_corrector_bad_input(kwargs, match):
+    kw = dict(t=0.5) | kwargs
+    with pytest.raises(ValueError, match=match):
+        langevin_corrector(GAUSS.score_fn(VPSDE()), torch.zeros(4, 1, dtype=F64), kw.pop("t"), **kw)
 
 
 def test_pc_without_corrector_is_euler_maruyama():
