@@ -14,7 +14,7 @@ BOOK_FLAGS ?= -W -n --keep-going
 .PHONY: help install test unit notebooks book-check book book-refs chapter pdf linkcheck lab bench checkpoints clean
 
 help:
-	@echo "make book     install, execute every notebook and build the HTML book into _build/html"
+	@echo "make book     install, execute the notebooks that changed (all when sdelab/ changed) and build the HTML book into _build/html"
 	@echo "make test     install, run unit tests, notebooks under nbval (quick mode) and a strict book build"
 	@echo "make chapter NB=book/part1/sde_basics.ipynb   strict quick-mode build of one chapter into _build/chapter"
 	@echo "make book-refs  strict build of every page without executing notebooks (checks links between chapters)"
@@ -49,8 +49,12 @@ book-check: install
 	SDELAB_QUICK=1 SDELAB_STATIC=1 $(BIN)/jupyter-book build . $(BOOK_FLAGS)
 	SDELAB_REQUIRE_BUILD=1 $(BIN)/pytest -q -p no:cacheprovider tests/test_built_html.py
 
+# Incremental: tools/book_cache.py executes only the notebooks whose code changed, or all of them when sdelab/
+# changed (a jupyter-cache folder per package hash and mode), then builds the HTML from that cache.
+# Threads: OMP_NUM_THREADS if set, else sdelab.utils.num_threads() (half the cores, 1 on a 2-core machine).
+NUM_THREADS = $${OMP_NUM_THREADS:-$$($(PY) -c "import sdelab.utils as u; print(u.num_threads())")}
 book: install
-	SDELAB_STATIC=1 $(BIN)/jupyter-book build . $(BOOK_FLAGS)
+	t=$(NUM_THREADS) && OMP_NUM_THREADS=$$t MKL_NUM_THREADS=$$t SDELAB_STATIC=1 $(PY) tools/book_cache.py build -- $(BOOK_FLAGS)
 	@echo "The book is at file://$(CURDIR)/_build/html/index.html"
 
 # Every page of the book, strict, without executing any notebook (about a minute): checks cross-references
@@ -74,15 +78,17 @@ pdf: install
 linkcheck: install
 	SDELAB_QUICK=1 SDELAB_STATIC=1 $(BIN)/jupyter-book build . --builder linkcheck
 
+# LAB_FLAGS: extra flags, e.g. LAB_FLAGS="--no-browser --port 8890"; --allow-root is added when run as root.
+LAB_FLAGS ?=
 lab: install
 	$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install -q jupyterlab
-	$(BIN)/jupyter lab book/
+	t=$(NUM_THREADS) && OMP_NUM_THREADS=$$t MKL_NUM_THREADS=$$t $(BIN)/jupyter lab book/ $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_FLAGS)
 
 bench: install
 	$(PY) -m sdelab bench
 
 checkpoints: install
-	$(PY) -m sdelab checkpoints $(if $(ONLY),--only $(ONLY),)
+	$(PY) -m sdelab checkpoints --directory sdelab/weights $(if $(ONLY),--only $(ONLY),)
 
 clean:
 	rm -rf _build .pytest_cache

@@ -1,0 +1,68 @@
+"""tools/book_cache.py: the incremental `make book` executes only what changed (a throwaway two-chapter book)."""
+import importlib.util
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("book_cache", ROOT / "tools" / "book_cache.py")
+book_cache = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(book_cache)
+
+
+def _nb(path: Path, code: str) -> None:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def test_package_hash_follows_python_source_and_manifest_only(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "weights").mkdir(parents=True)
+    (pkg / "a.py").write_text("x = 1\n")
+    h0 = book_cache.package_hash(pkg)
+    (pkg / "notes.txt").write_text("not code")
+    (pkg / "weights" / "big.pt").write_bytes(b"\0" * 10)
+    assert book_cache.package_hash(pkg) == h0
+    (pkg / "weights" / "manifest.json").write_text("{}")
+    h1 = book_cache.package_hash(pkg)
+    (pkg / "a.py").write_text("x = 2\n")
+    h2 = book_cache.package_hash(pkg)
+    (pkg / "a.py").rename(pkg / "b.py")  # same bytes, another module
+    assert len({h0, h1, h2, book_cache.package_hash(pkg)}) == 4
+
+
+def test_quick_and_full_builds_use_different_caches(tmp_path, monkeypatch):
+    (tmp_path / "sdelab").mkdir()
+    monkeypatch.setenv("SDELAB_QUICK", "1")
+    quick = book_cache.cache_path(tmp_path, tmp_path / "sdelab")
+    monkeypatch.setenv("SDELAB_QUICK", "0")
+    full = book_cache.cache_path(tmp_path, tmp_path / "sdelab")
+    assert quick != full and quick.name.startswith("quick-") and full.name.startswith("full-")
+
+
+def test_second_build_executes_nothing_and_edits_reexecute_only_what_changed(tmp_path, monkeypatch):
+    monkeypatch.setenv("SDELAB_QUICK", "1")
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "m.py").write_text("VALUE = 1\n")
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: a\nchapters:\n  - file: b\n  - file: status\n")
+    _nb(tmp_path / "a.ipynb", "print('sdelab 0.1.0 | torch 2 | device: cpu | quick mode (x) | 1 CPU thread')")
+    _nb(tmp_path / "b.ipynb", "print(2)")
+    _nb(tmp_path / "status.ipynb", "import json, os\nrows = json.load(open(os.environ['SDELAB_BOOK_STATUS']))\n"
+                                    "assert [r['notebook'] for r in rows] == ['a.ipynb', 'b.ipynb'], rows")
+
+    def run():
+        return book_cache.execute(tmp_path, book_cache.cache_path(tmp_path, pkg), status_page="status")
+
+    assert run() == ["a.ipynb", "b.ipynb", "status.ipynb"]
+    assert run() == []
+    _nb(tmp_path / "b.ipynb", "print(3)")
+    assert run() == ["b.ipynb", "status.ipynb"]
+    rows = json.loads((book_cache.cache_path(tmp_path, pkg) / "status.json").read_text())
+    assert rows[0]["notebook"] == "a.ipynb" and rows[0]["device"] == "cpu" and rows[0]["mode"] == "quick"
+    assert rows[0]["threads"] == 1 and rows[1]["seconds"] > 0
+    (pkg / "m.py").write_text("VALUE = 2\n")
+    assert run() == ["a.ipynb", "b.ipynb", "status.ipynb"]

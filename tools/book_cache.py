@@ -1,0 +1,184 @@
+"""Incremental `make book`: execute only the notebooks whose code or package changed (jupyter-cache).
+
+    python tools/book_cache.py path                  # the cache folder for this package source and mode
+    python tools/book_cache.py execute               # execute what is out of date into that cache
+    python tools/book_cache.py build -- -W -n ...    # execute, then `jupyter-book build` in cache mode
+
+The cache folder is `_build/.jupyter_cache/<mode>-<hash>`: the hash covers every `sdelab/**/*.py` and the
+weights manifest, and the mode is quick or full (`SDELAB_QUICK`), so a changed package, or a quick build,
+never reuses the outputs of another. Inside one folder jupyter-cache keys each notebook by its code cells:
+editing one chapter re-executes that chapter only. The status page (`book/appendix/environment`) is executed
+last, whenever any other notebook was, and reads `status.json` (when, how long, in which mode each notebook ran).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+STATUS_PAGE = "book/appendix/environment"
+SETUP_LINE = re.compile(r"sdelab \S+ \| torch \S+ \| device: (?P<device>\S+) \| (?P<mode>quick|full) mode"
+                        r".*?\| (?P<threads>\d+) CPU thread")
+
+
+def package_hash(package: Path) -> str:
+    """sha256 of the package's Python source and weights manifest (paths and contents), 12 hex digits."""
+    h = hashlib.sha256()
+    files = sorted(package.rglob("*.py")) + sorted(package.glob("weights/manifest.json"))
+    for f in files:
+        h.update(f.relative_to(package).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
+def quick_mode() -> bool:
+    return os.environ.get("SDELAB_QUICK", "0").strip().lower() not in ("", "0", "false", "no")
+
+
+def cache_path(root: Path, package: Path) -> Path:
+    """`<root>/_build/.jupyter_cache/<quick|full>-<package hash>`."""
+    return root / "_build" / ".jupyter_cache" / f"{'quick' if quick_mode() else 'full'}-{package_hash(package)}"
+
+
+def toc_notebooks(root: Path) -> list[Path]:
+    """The `.ipynb` files `_toc.yml` names, in book order."""
+    import yaml
+
+    names = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key in ("root", "file"):
+                if isinstance(node.get(key), str):
+                    names.append(node[key])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(yaml.safe_load((root / "_toc.yml").read_text()))
+    paths = [root / (n if n.endswith(".ipynb") else n + ".ipynb") for n in names]
+    return [p for p in paths if p.exists()]
+
+
+def _setup_info(nb) -> dict:
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            m = SETUP_LINE.search(out.get("text", "") if isinstance(out.get("text"), str) else "")
+            if m:
+                return {"device": m["device"], "mode": m["mode"], "threads": int(m["threads"])}
+    return {}
+
+
+def write_status(cache, root: Path, notebooks: list[Path], out: Path) -> list[dict]:
+    """Write what the cache knows about each notebook (when, seconds, device, mode, threads) to `out`."""
+    import nbformat
+
+    rows = []
+    for path in notebooks:
+        try:
+            rec = cache.match_cache_notebook(nbformat.read(path, as_version=4))
+        except KeyError:
+            continue
+        nb = cache.get_cache_bundle(rec.pk).nb
+        rows.append({"notebook": path.relative_to(root).as_posix(), "executed": rec.created.isoformat(timespec="seconds"),
+                     "seconds": rec.data.get("execution_seconds"), **_setup_info(nb)})
+    out.write_text(json.dumps(rows, indent=1) + "\n")
+    return rows
+
+
+def _run(cache, path: Path, timeout: int) -> float:
+    import nbformat
+    from jupyter_cache.base import CacheBundleIn
+    from jupyter_cache.executors.utils import single_nb_execution
+
+    nb = nbformat.read(path, as_version=4)
+    stage = cache.add_nb_to_project(str(path))
+    res = single_nb_execution(nb, cwd=str(path.parent), allow_errors=False, timeout=timeout, meta_override=True)
+    if res.err is not None:
+        sys.exit(f"book_cache: {path} failed after {res.time:.0f} s:\n{res.exc_string}")
+    cache.cache_notebook_bundle(CacheBundleIn(nb, stage.uri, data={"execution_seconds": res.time}),
+                                check_validity=False, overwrite=True)
+    return res.time
+
+
+def execute(root: Path, cache_dir: Path, *, status_page: str = STATUS_PAGE, timeout: int = 900) -> list[str]:
+    """Execute the out-of-date notebooks of `root`'s book into `cache_dir`; return those executed, in order."""
+    import nbformat
+    from jupyter_cache import get_cache
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache = get_cache(str(cache_dir))
+    notebooks = toc_notebooks(root)
+    page = root / (status_page + ".ipynb")
+    done = []
+    for path in (p for p in notebooks if p != page):
+        try:
+            cache.match_cache_notebook(nbformat.read(path, as_version=4))
+            continue
+        except KeyError:
+            pass
+        print(f"book_cache: executing {path.relative_to(root)}", flush=True)
+        print(f"book_cache: {path.relative_to(root)} took {_run(cache, path, timeout):.1f} s", flush=True)
+        done.append(path.relative_to(root).as_posix())
+    status = cache_dir / "status.json"
+    write_status(cache, root, [p for p in notebooks if p != page], status)
+    if page in notebooks:
+        try:
+            cache.match_cache_notebook(nbformat.read(page, as_version=4))
+            stale = bool(done)
+        except KeyError:
+            stale = True
+        if stale:
+            os.environ["SDELAB_BOOK_STATUS"] = str(status.resolve())
+            print(f"book_cache: executing {page.relative_to(root)} (status page)", flush=True)
+            _run(cache, page, timeout)
+            done.append(page.relative_to(root).as_posix())
+    print(f"book_cache: {len(done)} notebook(s) executed, cache {cache_dir}", flush=True)
+    return done
+
+
+def build(root: Path, cache_dir: Path, flags: list[str]) -> int:
+    """Execute what is out of date, then build the HTML book in cache mode from that cache."""
+    import yaml
+
+    execute(root, cache_dir)
+    cfg = yaml.safe_load((root / "_config.yml").read_text())
+    cfg.setdefault("execute", {}).update(execute_notebooks="cache", cache=str(cache_dir.resolve()))
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", prefix=".book-", dir=root, delete=False) as f:
+        yaml.safe_dump(cfg, f, sort_keys=False)
+    try:
+        return subprocess.call([str(Path(sys.executable).parent / "jupyter-book"), "build", str(root),
+                                "--config", f.name, *flags])
+    finally:
+        os.unlink(f.name)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="book_cache.py", description=__doc__.split("\n")[0])
+    p.add_argument("command", choices=("path", "execute", "build"))
+    p.add_argument("--root", type=Path, default=Path("."), help="the book's root (default .)")
+    p.add_argument("--package", type=Path, default=None, help="package folder hashed (default <root>/sdelab)")
+    p.add_argument("--status-page", default=STATUS_PAGE, help=f"executed last (default {STATUS_PAGE})")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    flags = argv[argv.index("--") + 1:] if "--" in argv else []  # after --: flags for jupyter-book build
+    a = p.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    root = a.root.resolve()
+    cache_dir = cache_path(root, a.package or root / "sdelab")
+    if a.command == "path":
+        print(cache_dir)
+        return 0
+    if a.command == "execute":
+        execute(root, cache_dir, status_page=a.status_page)
+        return 0
+    return build(root, cache_dir, flags)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
