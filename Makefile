@@ -11,7 +11,7 @@ STAMP := $(VENV)/.sdelab-installed
 JOBS ?= 2
 BOOK_FLAGS ?= -W -n --keep-going
 
-.PHONY: help install test unit notebooks book-check book book-refs chapter pdf linkcheck lab bench checkpoints clean
+.PHONY: help install test unit notebooks book-check browser-test book book-refs chapter pdf linkcheck lab bench checkpoints clean
 
 help:
 	@echo "make book     install, execute the notebooks that changed (all when sdelab/ changed) and build the HTML book into _build/html"
@@ -45,9 +45,16 @@ unit: install
 notebooks: install
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 SDELAB_QUICK=1 SDELAB_STATIC=1 $(BIN)/pytest -n $(JOBS) --dist loadfile -q --nbval-lax --nbval-cell-timeout=600 -p no:cacheprovider book/
 
+# After the build: checks on the HTML, then every page in headless Chromium, offline (tests/test_browser.py;
+# SDELAB_REQUIRE_BUILD=1 makes a missing Chromium or Playwright a failure, never a skip).
 book-check: install
 	SDELAB_QUICK=1 SDELAB_STATIC=1 $(BIN)/jupyter-book build . $(BOOK_FLAGS)
-	SDELAB_REQUIRE_BUILD=1 $(BIN)/pytest -q -p no:cacheprovider tests/test_built_html.py
+	SDELAB_REQUIRE_BUILD=1 $(BIN)/pytest -q -p no:cacheprovider tests/test_built_html.py tests/test_browser.py
+
+# The browser test on an existing build (HTML=<dir> for another one); skips with a message without Chromium.
+HTML ?= _build/html
+browser-test: install
+	SDELAB_BROWSER=1 SDELAB_HTML=$(HTML) $(BIN)/pytest -q -rs -p no:cacheprovider tests/test_browser.py
 
 # Incremental: tools/book_cache.py executes only the notebooks whose code changed, or all of them when sdelab/
 # changed (a jupyter-cache folder per package hash and mode), then builds the HTML from that cache.

@@ -18,4 +18,11 @@ def test_display_math_over_lines_becomes_directive():
 
 def test_dollars_in_code_are_kept():
     (line,) = ext.convert(["set `$SDELAB_DATA` to a folder"])
-    assert line == "set `$SDELAB_DATA` to a folder"
+    assert line == "set ``$SDELAB_DATA`` to a folder"
+
+
+def test_single_backticks_become_inline_code_roles_and_links_kept():
+    (line,) = ext.convert(["call `draw(fig, i)`; see :func:`sdelab.plot.animate`, ``x``, `site <u>`_ and $a$"])
+    assert "call ``draw(fig, i)``;" in line
+    assert ":func:`sdelab.plot.animate`" in line and " ``x``," in line and "`site <u>`_" in line
+    assert r":math:`a`" in line

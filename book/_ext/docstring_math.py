@@ -3,14 +3,18 @@
 The package's docstrings write equations as the book does (`$\\alpha(t) x_0$`, and `$$...$$` for
 displays); reStructuredText has no dollar maths, so before autodoc parses a docstring each inline
 `$...$` becomes a `:math:` role and each `$$...$$` display (possibly over several lines) a
-`.. math::` directive.
+`.. math::` directive. A single-backtick item (`draw(fig, i)`, Markdown's inline code) would be
+reStructuredText's italic "title reference"; it becomes inline code (double backticks).
 """
 import re
 
 _INLINE = re.compile(r"(?<![\\$`])\$(?!\$)([^$]+?)(?<!\\)\$(?!\$)")
+# `text` not part of ``code``, a :role:`text` or a `link`_ reference.
+_SINGLE_TICK = re.compile(r"(?<![`:\w\\])`([^`\n]+)`(?![`_\w])")
 
 
 def _inline(line: str) -> str:
+    line = _SINGLE_TICK.sub(lambda m: f"``{m.group(1)}``", line)
     return _INLINE.sub(lambda m: f"\\ :math:`{m.group(1).strip()}`\\ ", line)
 
 
