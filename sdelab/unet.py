@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .nets import LabelEmbedding, TimeEmbedding, _check_labels_used, _check_t
+from .embeddings import LabelEmbedding, TimeEmbedding, _check_labels_used, _check_t
 from .utils import append_dims
 
 __all__ = ["UNet", "ResBlock"]

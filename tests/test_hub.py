@@ -1,4 +1,5 @@
-"""Shipped weights: manifest checksums, every model loads and runs, clear errors, corruption detected."""
+"""Weights: manifest checksums, every shipped model loads and runs, safetensors and old .pt files, the user's folder
+searched first and written by default, clear errors, corruption detected."""
 import hashlib
 import json
 import shutil
@@ -9,7 +10,8 @@ import torch
 from sdelab import hub
 from sdelab.nets import MLPScore
 
-SHIPPED = hub.available()
+SHIPPED = hub.available(directory=hub.WEIGHTS_DIR)
+W = hub.WEIGHTS_DIR
 
 
 def _sha256(path):
@@ -22,8 +24,9 @@ def test_the_book_models_are_shipped():
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_manifest_checksum_and_size_match_the_file(name):
-    entry = hub.info(name)
-    path = hub.WEIGHTS_DIR / entry["file"]
+    entry = hub.info(name, directory=W)
+    path = W / entry["file"]
+    assert path.suffix == ".safetensors"
     assert path.is_file(), path
     assert _sha256(path) == entry["sha256"]
     assert path.stat().st_size == entry["bytes"]
@@ -36,8 +39,8 @@ def test_weights_total_at_most_15_mb():
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_model_loads_in_float32_and_runs(name):
-    entry = hub.info(name)
-    model = hub.pretrained(name)
+    entry = hub.info(name, directory=W)
+    model = hub.pretrained(name, directory=W)
     assert not model.training
     assert all(p.dtype == torch.float32 for p in model.parameters())
     cls = entry["model"]["class"]
@@ -60,17 +63,17 @@ def test_every_shipped_model_loads_in_float32_and_runs(name):
 
 @pytest.mark.parametrize("name", ["mnist_unet", "mnist_unet_eps"])
 def test_mnist_unets_record_how_they_were_trained_and_what_they_predict(name):
-    entry = hub.info(name)
+    entry = hub.info(name, directory=W)
     for key in ("device", "steps", "minutes", "data", "batch_size", "weighting"):
         assert key in entry["training"], key
     assert "mnist_fid" in entry["metrics"]
     assert entry["prediction"] == {"mnist_unet": "v", "mnist_unet_eps": "eps"}[name]
-    assert hub.pretrained(name).prediction == entry["prediction"]  # what eps_fn / score_fn / generate read
+    assert hub.pretrained(name, directory=W).prediction == entry["prediction"]  # what eps_fn / score_fn / generate read
 
 
 def test_unknown_name_lists_the_available_ones():
     with pytest.raises(ValueError, match="unknown pretrained model 'nope'; available: .*ring"):
-        hub.pretrained("nope")
+        hub.pretrained("nope", directory=W)
 
 
 def _copy(tmp_path):
@@ -81,7 +84,7 @@ def _copy(tmp_path):
 
 def test_corrupted_file_is_detected_by_its_checksum(tmp_path):
     d = _copy(tmp_path)
-    path = d / hub.info("ring")["file"]
+    path = d / hub.info("ring", directory=W)["file"]
     hub.pretrained("ring", directory=d)  # the intact copy loads
     raw = bytearray(path.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
@@ -92,27 +95,82 @@ def test_corrupted_file_is_detected_by_its_checksum(tmp_path):
 
 def test_missing_file_says_to_run_make_checkpoints(tmp_path):
     d = _copy(tmp_path)
-    (d / hub.info("moons")["file"]).unlink()
+    (d / hub.info("moons", directory=W)["file"]).unlink()
     with pytest.raises(FileNotFoundError, match="make checkpoints"):
         hub.pretrained("moons", directory=d)
 
 
-def test_export_then_load_round_trip(tmp_path):
+def _tiny():
     torch.manual_seed(0)
     model = MLPScore(hidden=16, depth=1, emb_dim=8)
-    spec = {"class": "MLPScore", "kwargs": {"dim": 2, "hidden": 16, "depth": 1, "emb_dim": 8}}
-    entry = hub.export_weights("tiny", model, {"model": spec, "note": "test"}, directory=tmp_path)
-    assert entry["sha256"] == _sha256(tmp_path / "tiny.pt") and entry["note"] == "test"
-    assert json.loads((tmp_path / "manifest.json").read_text())["tiny"]["file"] == "tiny.pt"
+    return model, {"class": "MLPScore", "kwargs": {"dim": 2, "hidden": 16, "depth": 1, "emb_dim": 8}}
+
+
+def test_export_then_load_round_trip(tmp_path):
+    model, spec = _tiny()
+    ref = {"mu": torch.arange(3, dtype=torch.float64), "cov": torch.eye(3, dtype=torch.float64)}
+    entry = hub.export_weights("tiny", model, {"model": spec, "note": "test"}, directory=tmp_path,
+                               extra={"stats": ref})
+    assert entry["sha256"] == _sha256(tmp_path / "tiny.safetensors") and entry["note"] == "test"
+    assert json.loads((tmp_path / "manifest.json").read_text())["tiny"]["file"] == "tiny.safetensors"
     assert hub.available(directory=tmp_path) == ["tiny"]
     loaded = hub.pretrained("tiny", directory=tmp_path)
     for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
         assert b.dtype == a.dtype
         torch.testing.assert_close(b, a.half().float(), rtol=0, atol=0, msg=k)  # exactly the fp16 rounding
+    got = hub.load_extra("tiny", "stats", directory=tmp_path)  # extras keep their dtype (no fp16 rounding)
+    assert got.keys() == ref.keys() and all(torch.equal(got[k], ref[k]) for k in ref)
+    assert hub.file_meta(tmp_path / "tiny.safetensors") == {"model": spec, "note": "test"}
+    with pytest.raises(ValueError, match="no extra tensors 'nope'"):
+        hub.load_extra("tiny", "nope", directory=tmp_path)
     with pytest.raises(ValueError, match="spec"):
         hub.export_weights("bad", model, {"model": {"class": "Nope"}}, directory=tmp_path)
     with pytest.raises(ValueError, match="name"):
         hub.export_weights("a/b", model, {"model": spec}, directory=tmp_path)
+
+
+def test_an_old_pt_weights_file_still_loads_with_weights_only(tmp_path, monkeypatch):
+    model, spec = _tiny()
+    state = {k: v.half() for k, v in model.state_dict().items()}
+    path = tmp_path / "old.pt"
+    torch.save({"format": hub.FORMAT, "name": "old", "state_dict": state, "meta": {"model": spec}}, path)
+    entry = {"file": "old.pt", "sha256": _sha256(path), "bytes": path.stat().st_size, "model": spec}
+    (tmp_path / "manifest.json").write_text(json.dumps({"old": entry}))
+    calls = []
+    real = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: calls.append(k.get("weights_only")) or real(*a, **k))
+    for loaded in (hub.pretrained("old", directory=tmp_path), hub.load_file(path)):
+        for k, v in state.items():
+            assert torch.equal(loaded.state_dict()[k], v.float()), k
+    assert calls == [True, True]
+
+
+def test_user_folder_is_searched_first_and_is_the_default_destination(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    user = tmp_path / "sdelab" / "weights"
+    assert hub.user_dir() == user
+    shipped = hub.pretrained("ring", directory=W)
+    assert "ring" in hub.available() and hub.locate("ring") == W  # nothing in the user's folder yet
+    model, spec = _tiny()
+    entry = hub.export_weights("ring", model, {"model": spec, "note": "mine"})  # default: the user's folder
+    assert (user / entry["file"]).is_file() and hub.locate("ring") == user and hub.info("ring")["note"] == "mine"
+    mine = hub.pretrained("ring")
+    assert mine.inp.weight.shape == (16, 2) != shipped.inp.weight.shape  # the user's model wins
+    assert "note" not in hub.info("ring", directory=W)  # the shipped manifest is untouched
+    assert set(hub.available()) == set(SHIPPED) | {"ring"}
+
+
+def test_make_checkpoints_writes_to_the_user_folder_by_default(tmp_path, monkeypatch):
+    from sdelab import recipes
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    model, spec = _tiny()
+    monkeypatch.setitem(recipes.RECIPES, "tiny_test", lambda **kw: (model, {"model": spec}))
+    before = sorted(p.name for p in W.iterdir())
+    out = recipes.make_checkpoints(["tiny_test"], progress=False)
+    assert (tmp_path / "sdelab" / "weights" / out["tiny_test"]["file"]).is_file()
+    assert sorted(p.name for p in W.iterdir()) == before  # never into the installed package
+    assert hub.locate("tiny_test") == tmp_path / "sdelab" / "weights"
 
 
 def test_build_sde_round_trip():

@@ -1,0 +1,67 @@
+"""Put models trained outside `make checkpoints` into the shipped folder (issue 12), with the recipe's manifest entry.
+
+    python tools/mnist_export.py convert                       # every shipped .pt -> .safetensors, meta kept
+    SDELAB_DATA=... python tools/mnist_export.py classifier STATE.pt MINUTES
+    python tools/mnist_export.py unet v|eps EMA.pt DONE.json METRICS.json
+
+`classifier` takes a state dict trained with the recipe's settings (`recipes._mnist_classifier`) and adds the
+FID reference statistics and floors; `unet` takes the EMA weights and the record of a run of
+`recipes.train_mnist_unet` with `recipes.mnist_unet_config("cpu")` (the background run of issue 12) and the
+metrics measured by `tools/mnist_eval.py`.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import torch
+
+from sdelab import hub, recipes
+
+
+def convert():
+    for name in hub.available(directory=hub.WEIGHTS_DIR):
+        entry = hub.info(name, directory=hub.WEIGHTS_DIR)
+        if not entry["file"].endswith(".pt"):
+            continue
+        model = hub.pretrained(name, directory=hub.WEIGHTS_DIR)
+        meta = {k: v for k, v in entry.items() if k not in ("file", "sha256", "bytes")}
+        new = hub.export_weights(name, model, meta, directory=hub.WEIGHTS_DIR)
+        print(name, "->", new["file"], new["bytes"])
+
+
+def classifier(state_path, minutes):
+    from sdelab.classifier import MNISTClassifier
+    from sdelab.data import mnist
+
+    images, _ = mnist("train")
+    test, test_labels = mnist("test")
+    model = MNISTClassifier()
+    model.load_state_dict(torch.load(state_path, map_location="cpu", weights_only=True)["state"])
+    meta = recipes.classifier_meta(model.eval(), images, test, test_labels, device="cpu", minutes=float(minutes))
+    meta["training"]["threads"] = 1
+    extra = meta.pop("_extra")
+    print(json.dumps(hub.export_weights("mnist_classifier", model, meta, directory=hub.WEIGHTS_DIR, extra=extra), indent=1))
+
+
+def unet(pred, ema_path, done_path, metrics_path):
+    done = json.load(open(done_path))
+    cfg = recipes.mnist_unet_config("cpu")
+    if pred == "eps":
+        cfg = {**cfg, "prediction": "eps", "weighting": "sigma2"}
+    for k in ("batch_size", "lr", "ema_decay", "warmup", "p_uncond", "prediction", "weighting"):
+        if k in done and done[k] != cfg[k]:
+            raise SystemExit(f"the run's {k} = {done[k]!r} differs from the recipe's {cfg[k]!r}")
+    model = hub.build_model(recipes.mnist_spec(cfg["base"]))
+    model.load_state_dict(torch.load(ema_path, map_location="cpu", weights_only=True))
+    metrics = json.load(open(metrics_path)) if metrics_path != "-" else {}
+    meta = recipes.mnist_unet_meta(cfg, steps=done["steps"], seconds=done["seconds"], device="cpu", n_train=60000,
+                                   metrics=metrics)
+    meta["training"]["device_name"] = "CPU, 1 thread of a shared 2-core machine (torch CPU build)"
+    meta["training"]["time_budget_minutes"] = round(cfg["seconds"] / 60)
+    name = "mnist_unet" if pred == "v" else "mnist_unet_eps"
+    print(json.dumps(hub.export_weights(name, model, meta, directory=hub.WEIGHTS_DIR), indent=1)[:2000])
+
+
+if __name__ == "__main__":
+    {"convert": convert, "classifier": classifier, "unet": unet}[sys.argv[1]](*sys.argv[2:])
