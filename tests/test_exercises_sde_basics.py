@@ -184,3 +184,13 @@ def _mistakes():
 def test_convergence_order_names_mistake(answer, words):
     with pytest.raises(WrongAnswer, match=re.escape(words)):
         ex.check_convergence_order(answer)
+
+
+def test_convergence_order_rejects_two_point_slopes_close_to_the_fit():
+    # the first-to-last (2.0115) and last-pair (2.0144) slopes lie within 0.01 of the fit (2.0045)
+    hs, errs = ex.convergence_data()
+    lh, le = np.log(hs), np.log(errs)
+    for slope in [(le[-1] - le[0]) / (lh[-1] - lh[0]), (le[-1] - le[-2]) / (lh[-1] - lh[-2])]:
+        with pytest.raises(WrongAnswer, match="two points"):
+            ex.check_convergence_order(slope)
+    assert ex.check_convergence_order(round(np.polyfit(lh, le, 1)[0], 2)).startswith("Correct!")

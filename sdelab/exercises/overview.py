@@ -65,8 +65,7 @@ def check_chosen_or_learned(answer: dict) -> str:
         got = str(keys[k]).strip().lower()
         expect(got in CATEGORIES, f"answer[{k!r}] = {keys[k]!r}: each role must be one of {CATEGORIES}")
         expect(got == want, f"answer[{k!r}] = {got!r} is not right. {_WHY[k]}")
-    return correct("Only the score is learned; the forward SDE (f, g, beta, T) and the prior are chosen, and "
-                   "the data distribution is known only through samples.")
+    return correct("Only the score is learned; the data are only sampled.")
 
 
 # ---------------------------------------------------------------- alpha(t), sigma(t)
@@ -124,8 +123,7 @@ def check_alpha_sigma(alpha_sigma) -> str:
         reject_mistakes(got, mistakes, same=_close, prefix=f"{name} is wrong: ")
         i = int(np.argmax(np.abs(got - want)))
         raise WrongAnswer(f"{name}({_TS[i]:g}) = {got[i]:.6g}, but it should be {want[i]:.6g}. Use {formula}.")
-    return correct(f"alpha(1) = {alpha[-1]:.4f} and sigma(1) = {sigma[-1]:.6f}: at t = 1 the signal is scaled "
-                   "by about 0.0066, small but not zero.")
+    return correct(f"alpha(1) = {alpha[-1]:.4f}, sigma(1) = {sigma[-1]:.6f}.")
 
 
 # ---------------------------------------------------------------- reverse drift
@@ -159,8 +157,7 @@ def check_reverse_drift(reverse_drift) -> str:
     f = -0.5 * b * xn
     want = f - b * s
     if _close(d, want, rtol=1e-6):
-        return correct("the reverse-time drift of the VP-SDE is -beta(t) x / 2 - beta(t) score(x, t); integrated "
-                       "with dt < 0 it pushes samples up the score.")
+        return correct("The reverse drift is -beta x / 2 - beta score.")
     wrong = [
         (f + b * s, "the score term has the wrong sign. Anderson's reverse SDE is dx = [f - g^2 score] dt + g dw_bar "
                     "with dt < 0; the minus sign together with dt < 0 moves x towards higher density."),
@@ -215,5 +212,4 @@ def check_marginal_moments(marginal_moments) -> str:
             expect(not np.isclose(v, a**2 * s0 + s2, rtol=1e-4), where + "s0 is a standard deviation; the data "
                    "variance is s0^2.")
             raise WrongAnswer(where + f"var = {v:.6g}, expected alpha^2 s0^2 + sigma^2 = {want:.6g}.")
-    return correct("p_t is the data distribution pushed through the kernel: mean alpha mu0, variance "
-                   "alpha^2 s0^2 + sigma^2. The kernel alone has variance sigma^2.")
+    return correct("Mean alpha mu0, variance alpha^2 s0^2 + sigma^2.")
