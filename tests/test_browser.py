@@ -9,7 +9,7 @@ is not `file:`/`data:`/`blob:` is aborted and is itself a failure. For each page
   exception; MathJax loaded and finished (pages with maths) with no `mjx-merror`; no raw TeX in the
   page's text outside code and printed outputs (headings, link texts, both sidebars included):
   no `\\(`, `\\[`, `$$`, `\\command`, nor a `$...$` holding `\\`, `^` or `_`.
-* `test_page_fits_its_column` (1400 px): no printed output (`.cell_output`) and no display equation
+* `test_page_fits_its_column` (1400 px, after the widgets test, all solutions open): no printed output (`.cell_output`) and no display equation
   wider than its box or running past the article's right edge. Display equations must fit at desktop
   width even though the book's CSS lets them scroll in their own box on a phone; tables may scroll
   (their box has `overflow-x: auto`), code input may scroll; nothing else may be hidden.
@@ -162,24 +162,29 @@ def test_page_weight(rel):
     assert size <= MAX_BYTES, f"{rel}: {size / 1e6:.2f} MB of HTML (limit {MAX_BYTES / 1e6} MB)"
 
 
-def test_page_offline(browser, rel):
+@pytest.fixture(scope="module")
+def desktop(browser, rel):
+    """The page at 1400 x 900, opened once for the three desktop tests (which pytest groups by page)."""
     p = Page(browser, rel, 1400, 900)
-    try:
-        problems = [f"request leaving the machine: {u}" for u in p.external]
-        problems += [f"console error: {e}" for e in p.errors]
-        if p.mathjax not in ("ok", "no maths"):
-            problems.append(p.mathjax)
-        if p.mathjax == "no maths" and p.js("() => document.querySelector('.math') !== null"):
-            problems.append("the page has maths but no MathJax")
-        merrors = p.js("() => Array.from(document.querySelectorAll('mjx-merror')).map(e => e.textContent)")
-        problems += [f"MathJax error: {m}" for m in merrors]
-        for text in p.js(_TEXTS):
-            m = _RAW_TEX.search(text)
-            if m:
-                problems.append(f"raw TeX {m.group(0)!r} in {text[:120]!r}")
-        p.check(problems, "offline")
-    finally:
-        p.close()
+    yield p
+    p.close()
+
+
+def test_page_offline(desktop):
+    p = desktop
+    problems = [f"request leaving the machine: {u}" for u in p.external]
+    problems += [f"console error: {e}" for e in p.errors]
+    if p.mathjax not in ("ok", "no maths"):
+        problems.append(p.mathjax)
+    if p.mathjax == "no maths" and p.js("() => document.querySelector('.math') !== null"):
+        problems.append("the page has maths but no MathJax")
+    merrors = p.js("() => Array.from(document.querySelectorAll('mjx-merror')).map(e => e.textContent)")
+    problems += [f"MathJax error: {m}" for m in merrors]
+    for text in p.js(_TEXTS):
+        m = _RAW_TEX.search(text)
+        if m:
+            problems.append(f"raw TeX {m.group(0)!r} in {text[:120]!r}")
+    p.check(problems, "offline")
 
 
 # Elements wider than their box, or running past the article's right edge. Boxes that scroll
@@ -213,14 +218,29 @@ _OVERFLOW = """() => {
 }"""
 
 
-def test_page_fits_its_column(browser, rel):
-    p = Page(browser, rel, 1400, 900)
-    try:
-        # open every collapsed solution so that its outputs are measured too
-        p.js("() => document.querySelectorAll('.toggle-hidden').forEach(e => e.classList.remove('toggle-hidden'))")
-        p.check(p.js(_OVERFLOW), "overflow")
-    finally:
-        p.close()
+def test_page_widgets_work(desktop):
+    p = desktop
+    n_players, problems = p.js(_PLAYERS)
+    problems += p.js(_SOLUTIONS, False)
+    problems += p.js(_SOLUTIONS, True)
+    toggle = p.page.locator("button.primary-toggle")
+    if toggle.count() and _visible(p, ".bd-sidebar-primary"):
+        toggle.first.click()
+        p.page.wait_for_timeout(400)
+        if _visible(p, ".bd-sidebar-primary"):
+            problems.append("the menu button does not collapse the chapter list at 1400 px")
+        toggle.first.click()  # and back
+        p.page.wait_for_timeout(400)
+    problems += [f"console error: {e}" for e in p.errors]
+    p.check(problems, "widgets")
+
+
+def test_page_fits_its_column(desktop):
+    p = desktop
+    # open every collapsed solution so that its outputs are measured too
+    p.js("() => document.querySelectorAll('.toggle-hidden').forEach(e => e.classList.remove('toggle-hidden'))")
+    p.page.wait_for_timeout(100)
+    p.check(p.js(_OVERFLOW), "overflow")
 
 
 _PLAYERS = """async () => {
@@ -274,24 +294,6 @@ def _visible(p: Page, selector: str) -> bool:
     })""", selector)
 
 
-def test_page_widgets_work(browser, rel):
-    p = Page(browser, rel, 1400, 900)
-    try:
-        n_players, problems = p.js(_PLAYERS)
-        problems += p.js(_SOLUTIONS, False)
-        problems += p.js(_SOLUTIONS, True)
-        toggle = p.page.locator("button.primary-toggle")
-        if toggle.count() and _visible(p, ".bd-sidebar-primary"):
-            toggle.first.click()
-            p.page.wait_for_timeout(400)
-            if _visible(p, ".bd-sidebar-primary"):
-                problems.append("the menu button does not collapse the chapter list at 1400 px")
-        problems += [f"console error: {e}" for e in p.errors]
-        p.check(problems, "widgets")
-    finally:
-        p.close()
-
-
 def test_page_navigation_on_a_phone(browser, rel):
     p = Page(browser, rel, 390, 844)
     try:
@@ -324,7 +326,7 @@ def test_page_navigation_on_a_phone(browser, rel):
         p.close()
 
 
-@pytest.fixture(params=PAGES)
+@pytest.fixture(scope="module", params=PAGES)
 def rel(request):
     if request.param == "<no build>":
         _unavailable(f"no built book in {HTML} (make book-check, or set SDELAB_HTML)")

@@ -26,3 +26,20 @@ def test_single_backticks_become_inline_code_roles_and_links_kept():
     assert "call ``draw(fig, i)``;" in line
     assert ":func:`sdelab.plot.animate`" in line and " ``x``," in line and "`site <u>`_" in line
     assert r":math:`a`" in line
+
+
+def test_page_assets_keep_one_copy_of_each_inline_script():
+    from sphinx.builders.html._assets import _JavaScript
+
+    spec2 = importlib.util.spec_from_file_location("page_assets", Path(__file__).parents[1] / "book/_ext/page_assets.py")
+    assets = importlib.util.module_from_spec(spec2)
+    spec2.loader.exec_module(assets)
+    thebe = "const THEBE_JS_URL = 1"
+    scripts = [_JavaScript("", body=thebe), _JavaScript("a.js"), _JavaScript(None, body=thebe),
+               _JavaScript(None, body="const other = 2"), _JavaScript("a.js")]
+    kept = assets.unique(scripts)
+    assert [(s.filename or "", s.attributes.get("body")) for s in kept] == [
+        ("", thebe), ("a.js", None), ("", "const other = 2")]
+    context = {"script_files": scripts, "css_files": []}
+    assets.dedupe_assets(None, "p", "page.html", context, None)
+    assert context["script_files"] is scripts and len(scripts) == 3 and context["default_mode"] == "auto"

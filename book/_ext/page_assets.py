@@ -10,7 +10,8 @@ pydata-sphinx-theme otherwise logs "Got invalid theme mode" as a console error o
 
 def _key(asset) -> tuple:
     attributes = getattr(asset, "attributes", {}) or {}
-    return str(getattr(asset, "filename", asset)), tuple(sorted((k, str(v)) for k, v in attributes.items()))
+    # an inline script is registered with filename None or "" depending on when it was added
+    return str(getattr(asset, "filename", asset) or ""), tuple(sorted((k, str(v)) for k, v in attributes.items()))
 
 
 def unique(assets: list) -> list:
@@ -28,10 +29,13 @@ def dedupe_assets(app, pagename, templatename, context, doctree):
     if not context.get("default_mode"):
         context["default_mode"] = "auto"
     for name in ("script_files", "css_files"):
-        if name in context:
-            context[name] = unique(context[name])
+        if name in context:  # in place: later handlers (MathJax on pages with maths) append to this list
+            context[name][:] = unique(context[name])
 
 
 def setup(app):
-    app.connect("html-page-context", dedupe_assets, priority=900)
+    # first: Sphinx stops calling handlers after one returns a template name (emit_firstresult)
+    # and last, for assets added by other handlers of the page (if no handler before returned)
+    app.connect("html-page-context", dedupe_assets, priority=1)
+    app.connect("html-page-context", dedupe_assets, priority=999)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
