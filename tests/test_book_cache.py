@@ -64,5 +64,7 @@ def test_second_build_executes_nothing_and_edits_reexecute_only_what_changed(tmp
     rows = json.loads((book_cache.cache_path(tmp_path, pkg) / "status.json").read_text())
     assert rows[0]["notebook"] == "a.ipynb" and rows[0]["device"] == "cpu" and rows[0]["mode"] == "quick"
     assert rows[0]["threads"] == 1 and rows[1]["seconds"] > 0
+    first = book_cache.cache_path(tmp_path, pkg)
     (pkg / "m.py").write_text("VALUE = 2\n")
     assert run() == ["a.ipynb", "b.ipynb", "status.ipynb"]
+    assert not first.exists() and book_cache.cache_path(tmp_path, pkg).exists()  # the stale cache is gone

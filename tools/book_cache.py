@@ -6,7 +6,7 @@
 
 The cache folder is `_build/.jupyter_cache/<mode>-<hash>`: the hash covers every `sdelab/**/*.py` and the
 weights manifest, and the mode is quick or full (`SDELAB_QUICK`), so a changed package, or a quick build,
-never reuses the outputs of another. Inside one folder jupyter-cache keys each notebook by its code cells:
+never reuses the outputs of another (the folder of an older package version is deleted). Inside one folder jupyter-cache keys each notebook by its code cells:
 editing one chapter re-executes that chapter only. The status page (`book/appendix/environment`) is executed
 last, whenever any other notebook was, and reads `status.json` (when, how long, in which mode each notebook ran).
 """
@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -113,6 +114,9 @@ def execute(root: Path, cache_dir: Path, *, status_page: str = STATUS_PAGE, time
     import nbformat
     from jupyter_cache import get_cache
 
+    for old in cache_dir.parent.glob(cache_dir.name.split("-")[0] + "-*"):  # other package versions: stale
+        if old != cache_dir and old.is_dir():
+            shutil.rmtree(old)
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache = get_cache(str(cache_dir))
     notebooks = toc_notebooks(root)
