@@ -133,3 +133,12 @@ def test_wheel_installs_next_to_ipython_7_34_and_runs_a_chapter_outside_the_repo
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert "COLAB-OK 0.1.0 torch.Size([301, 20, 1])" in r.stdout
     assert "| device: cpu | quick mode" in r.stdout  # printed by sdelab.setup() in the install cell
+
+
+def test_binder_installs_cpu_torch_and_the_package_not_the_book_toolchain():
+    env = __import__("yaml").safe_load((ROOT / "binder" / "environment.yml").read_text())
+    deps = " ".join(d for d in env["dependencies"] if isinstance(d, str))
+    assert "pytorch-cpu" in deps and "cuda" not in deps.lower()
+    post = (ROOT / "binder" / "postBuild").read_text()
+    assert os.access(ROOT / "binder" / "postBuild", os.X_OK) and 'pip install --no-cache-dir -e ".[notebooks]"' in post
+    assert not re.search(r"jupyter-book|\[book|requirements\.txt", deps + post)
