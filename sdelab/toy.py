@@ -215,7 +215,7 @@ class GaussianMixture:
         return lambda x, t: self.score(x, t, sde)
 
     def eps_fn(self, sde) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        r"""A callable `(x, t) -> ` exact noise prediction $\hat\varepsilon = -\sigma(t)\nabla_x\log p_t(x)$."""
+        r"""A callable `(x, t) -> eps_hat`, the exact noise prediction $\hat\varepsilon = -\sigma(t)\nabla_x\log p_t(x)$."""
         def eps(x, t):
             return -append_dims(sde.std(t), x.ndim) * self.score(x, t, sde)
         return eps
