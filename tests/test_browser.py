@@ -98,7 +98,11 @@ class Page:
         self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
         self.page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
         self.page.goto((HTML / rel).as_uri(), wait_until="load")
-        self.mathjax = self.page.evaluate(_WAIT_MATHJAX)
+        try:
+            self.mathjax = self.page.evaluate(_WAIT_MATHJAX)
+        except Exception:  # a redirecting page (index.html): check the page it leads to
+            self.page.wait_for_load_state("load")
+            self.mathjax = self.page.evaluate(_WAIT_MATHJAX)
 
     def _route(self, route):
         url = route.request.url
