@@ -151,9 +151,9 @@ def player_html(frames: list[str], *, width: int, interval: int = 150, mime: str
         f"<style>{_PLAYER_CSS % {'width': width}}</style>"
         f'<img src="data:{mime};base64,{frames[0]}" alt="frame 1 of {n}" width="{width}">'
         '<div class="sdelab-player-controls">'
-        '<button type="button" data-act="prev" aria-label="previous frame">&#9664;&#xFE0E;</button>'
+        '<button type="button" data-act="prev" aria-label="previous frame">|&#9664;&#xFE0E;</button>'
         '<button type="button" data-act="play" aria-label="play">&#9654;&#xFE0E;</button>'
-        '<button type="button" data-act="next" aria-label="next frame">&#9654;&#xFE0E;&#9654;&#xFE0E;</button>'
+        '<button type="button" data-act="next" aria-label="next frame">&#9654;&#xFE0E;|</button>'
         f'<input type="range" min="0" max="{n - 1}" value="0" step="1" aria-label="frame">'
         f'<span class="sdelab-player-label">1 / {n}</span></div>'
         f'<script type="application/json" class="sdelab-frames">{json.dumps(frames)}</script>'
