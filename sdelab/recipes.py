@@ -276,8 +276,12 @@ def _mnist_classifier(device=None, progress=True, work=None):
 def classifier_meta(model, images, test, test_labels, *, device, minutes: float) -> dict:
     """Manifest entry of the MNIST-FID classifier, with its test accuracy, the FID reference statistics of `test`
     (returned under `"_extra"`, stored by `make_checkpoints` in the weights file) and the real-vs-real floors."""
+    import copy
+
     from .classifier import accuracy, feature_stats, features
 
+    model = copy.deepcopy(model).cpu().eval()  # measured with the weights as shipped: rounded to float16
+    model.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in model.state_dict().items()})
     mu, cov = feature_stats(features(model, test))
     floors = {f"n{n}": _fid_floor(model, images, mu, cov, n) for n in (1000, 10000)}
     spec = {"class": "MNISTClassifier", "kwargs": {"channels": [16, 32], "hidden": 128}}
