@@ -31,6 +31,9 @@ INPAINT_MISTAKES = {
                  mask * _noised(x0, t, sde, generator, alpha=False) + (1 - mask) * x, "factor alpha(t)"),
     "variance": (lambda x, x0, mask, t, sde, generator=None:
                  mask * _noised(x0, t, sde, generator, scale="var") + (1 - mask) * x, "not by the variance"),
+    "noise sqrt(1 - alpha)": (lambda x, x0, mask, t, sde, generator=None: mask * (
+        sde.mean_coeff(torch.tensor(t)) * x0 + (1 - sde.mean_coeff(torch.tensor(t))).sqrt()
+        * torch.randn(x.shape, generator=generator)) + (1 - mask) * x, "standard deviation 0.461"),
     "unit noise": (lambda x, x0, mask, t, sde, generator=None:
                    mask * _noised(x0, t, sde, generator, scale="one") + (1 - mask) * x, "standard deviation 1"),
     "no generator": (lambda x, x0, mask, t, sde, generator=None: inpaint_ok(x, x0, mask, t, sde, None),
