@@ -63,8 +63,10 @@ PAGES = _pages() or ["<no build>"]
 
 
 def _chromium() -> str | None:
-    for cand in (os.environ.get("SDELAB_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                 shutil.which("chromium-browser"), shutil.which("google-chrome")):
+    """`SDELAB_CHROMIUM` when set (and only it), else the system Chromium."""
+    chosen = os.environ.get("SDELAB_CHROMIUM")
+    cands = [chosen] if chosen else ["/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")]
+    for cand in cands:
         if cand and os.access(cand, os.X_OK):
             return cand
     return None
