@@ -152,7 +152,7 @@ def build(root: Path, cache_dir: Path, flags: list[str]) -> int:
     """Execute what is out of date, then build the HTML book in cache mode from that cache."""
     import yaml
 
-    execute(root, cache_dir)
+    execute(root, cache_dir, timeout=_timeout(root))
     cfg = yaml.safe_load((root / "_config.yml").read_text())
     cfg.setdefault("execute", {}).update(execute_notebooks="cache", cache=str(cache_dir.resolve()))
     with tempfile.NamedTemporaryFile("w", suffix=".yml", prefix=".book-", dir=root, delete=False) as f:
@@ -179,9 +179,17 @@ def main(argv=None) -> int:
         print(cache_dir)
         return 0
     if a.command == "execute":
-        execute(root, cache_dir, status_page=a.status_page)
+        execute(root, cache_dir, status_page=a.status_page, timeout=_timeout(root))
         return 0
     return build(root, cache_dir, flags)
+
+
+def _timeout(root: Path) -> int:
+    """The cell timeout of `_config.yml` (`execute.timeout`), 900 s when it names none."""
+    import yaml
+
+    cfg = yaml.safe_load((root / "_config.yml").read_text()) if (root / "_config.yml").exists() else {}
+    return int(((cfg or {}).get("execute") or {}).get("timeout") or 900)
 
 
 if __name__ == "__main__":
