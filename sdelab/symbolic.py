@@ -74,7 +74,8 @@ def _site(frame):
 
 # Calls that only build an expression; any other call in a check's arguments computes something.
 _BUILDERS = {"sqrt", "exp", "log", "Rational", "Integer", "Symbol", "symbols", "Add", "Mul", "Pow", "sympify",
-             "Function", "Eq", "S", "Float", "abs", "Abs", "sin", "cos"}
+             "Function", "Eq", "S", "Float", "abs", "Abs", "sin", "cos", "positive_symbols", "B_of_t", "named",
+             "Matrix", "eye", "Normal", "Min", "Max"}
 
 
 def _assignments(tree) -> dict:
