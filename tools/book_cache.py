@@ -152,7 +152,10 @@ def build(root: Path, cache_dir: Path, flags: list[str]) -> int:
     """Execute what is out of date, then build the HTML book in cache mode from that cache."""
     import yaml
 
-    execute(root, cache_dir, timeout=_timeout(root))
+    done = execute(root, cache_dir, timeout=_timeout(root))
+    page = root / (STATUS_PAGE + ".ipynb")
+    if done and page.exists():  # Sphinx re-reads only changed files: mark the status page as changed
+        os.utime(page)
     cfg = yaml.safe_load((root / "_config.yml").read_text())
     cfg.setdefault("execute", {}).update(execute_notebooks="cache", cache=str(cache_dir.resolve()))
     with tempfile.NamedTemporaryFile("w", suffix=".yml", prefix=".book-", dir=root, delete=False) as f:
