@@ -83,6 +83,7 @@ def browser():
     exe = _chromium()
     if exe is None:
         _unavailable("no Chromium found (Debian: apt-get install chromium; or set SDELAB_CHROMIUM)")
+    shutil.rmtree(SHOTS, ignore_errors=True)  # screenshots of this run only
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=exe, args=["--allow-file-access-from-files"])
         yield b
@@ -122,7 +123,10 @@ class Page:
         if problems:
             SHOTS.mkdir(parents=True, exist_ok=True)
             name = re.sub(r"[^\w.-]+", "_", self.rel.removesuffix(".html")) + f"-{tag}.png"
-            try:
+            try:  # show the first element found at fault, outlined in red
+                self.js("""() => { const el = document.querySelector("[data-sdelab-bad]");
+                                   if (el) { el.style.outline = "3px solid red"; el.scrollIntoView({block: "center"}); } }""")
+                self.page.wait_for_timeout(500)
                 self.page.screenshot(path=str(SHOTS / name), full_page=False)
             except Exception:  # a screenshot must not hide the real failure
                 pass
@@ -199,7 +203,8 @@ _OVERFLOW = """() => {
   const art = document.querySelector("article.bd-article") || document.querySelector("main") || document.body;
   const right = art.getBoundingClientRect().right;
   const bad = [];
-  const name = el => (el.closest("section[id]") ? "#" + el.closest("section[id]").id + " " : "") +
+  const mark = el => { el.setAttribute("data-sdelab-bad", "1"); return ""; };
+  const name = el => mark(el) + (el.closest("section[id]") ? "#" + el.closest("section[id]").id + " " : "") +
                      el.tagName.toLowerCase() + " " + (el.textContent || el.getAttribute("alt") || "").trim().slice(0, 70);
   const scrolls = el => /(auto|scroll)/.test(getComputedStyle(el).overflowX);
   const outputs = document.querySelectorAll(".cell_output, .cell_output pre, .cell_output .output, .cell_output img");
