@@ -7,7 +7,7 @@ is not `file:`/`data:`/`blob:` is aborted and is itself a failure. For each page
 
 * `test_page_offline` (1400 x 900): no request leaving the machine; no console error or uncaught
   exception; MathJax loaded and finished (pages with maths) with no `mjx-merror`; no raw TeX in the
-  page's text outside code and printed outputs (headings, link texts, both sidebars included):
+  page's text outside code and printed text (headings, link texts, both sidebars and rich outputs included):
   no `\\(`, `\\[`, `$$`, `\\command`, nor a `$...$` holding `\\`, `^` or `_`.
 * `test_page_fits_its_column` (1400 px, after the widgets test, all solutions open): no printed output (`.cell_output`) and no display equation
   wider than its box or running past the article's right edge. Display equations must fit at desktop
@@ -148,9 +148,9 @@ _WAIT_MATHJAX = """async () => {
   return "ok";
 }"""
 
-# Text of the page outside code, printed outputs and rendered maths, one string per text node.
+# Text of the page outside code, printed text (pre) and rendered maths, one string per text node.
 _TEXTS = """() => {
-  const skip = "pre, code, script, style, mjx-container, .cell_output, .highlight, kbd, samp, textarea, title";
+  const skip = "pre, code, script, style, mjx-container, .highlight, kbd, samp, textarea, title";
   const out = [];
   const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   for (let n = walk.nextNode(); n; n = walk.nextNode()) {
