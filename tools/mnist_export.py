@@ -2,6 +2,7 @@
 
     python tools/mnist_export.py convert                       # every shipped .pt -> .safetensors, meta kept
     SDELAB_DATA=... python tools/mnist_export.py classifier STATE.pt MINUTES
+    python tools/mnist_export.py merge METRICS.json EVAL1.json [EVAL2.json ...]   # tools/mnist_eval.py outputs
     python tools/mnist_export.py unet v|eps EMA.pt DONE.json METRICS.json
 
 `classifier` takes a state dict trained with the recipe's settings (`recipes._mnist_classifier`) and adds the
@@ -63,5 +64,30 @@ def unet(pred, ema_path, done_path, metrics_path):
     print(json.dumps(hub.export_weights(name, model, meta, directory=hub.WEIGHTS_DIR), indent=1)[:2000])
 
 
+def merge(out, *evals):
+    """The manifest's metrics from `tools/mnist_eval.py` outputs, with the date, device and the floor."""
+    from sdelab import hub
+
+    m = {"date": "2026-12-05", "device": "CPU (2 cores shared with other jobs, 1 thread per run; torch CPU build)",
+         "measured_by": "tools/mnist_eval.py"}
+    for path in evals:
+        e = json.load(open(path))
+        fid = {**m.get("fid", {}), **e.pop("fid", {})}
+        m.update(e)
+        if fid:
+            m["fid"] = fid
+    judge = m.pop("judge")
+    m["judge"] = {"what": "a LeNet-like CNN defined and trained in tools/mnist_eval.py on the 60,000 training digits",
+                  "test_accuracy": judge["test_accuracy"], "real_test_confident_rate": judge["real_confident_rate"]}
+    floor = hub.info("mnist_classifier", directory=hub.WEIGHTS_DIR)["fid_reference"]["floor"]["n1000"]
+    if "ddim" in m.get("fid", {}):
+        m.update(mnist_fid=round(m["fid"]["ddim"]["mnist_fid"], 3), sampler="ddim", sampler_steps=50)
+    m["fid_floor_n1000"] = {"mean": floor["mean"], "sd": floor["sd"]}
+    m["note"] = ("samples: labels 0-9 in turn unless said (uncond: the null label); MNIST-FID against the shipped "
+                 "statistics of the 10,000 test digits; guided accuracies by the package's mnist_classifier")
+    json.dump(m, open(out, "w"), indent=1)
+    print(json.dumps(m, indent=1))
+
+
 if __name__ == "__main__":
-    {"convert": convert, "classifier": classifier, "unet": unet}[sys.argv[1]](*sys.argv[2:])
+    {"convert": convert, "classifier": classifier, "unet": unet, "merge": merge}[sys.argv[1]](*sys.argv[2:])
