@@ -79,3 +79,23 @@ def test_toy_quality_of_the_shipped_ring_is_near_the_floor():
 def test_make_checkpoints_rejects_unknown_names():
     with pytest.raises(ValueError, match="unknown model"):
         recipes.make_checkpoints(["nope"])
+
+
+def test_cpu_config_reproduces_the_shipped_mnist_unet_record():
+    # `make checkpoints ONLY=mnist_unet` on a CPU must be the run that made the shipped model
+    cfg, entry = recipes.mnist_unet_config("cpu"), hub.info("mnist_unet", directory=hub.WEIGHTS_DIR)
+    tr = entry["training"]
+    for key in ("batch_size", "lr", "ema_decay", "warmup", "p_uncond", "weighting"):
+        assert tr[key] == cfg[key], key
+    assert entry["prediction"] == cfg["prediction"] == "v" and entry["model"] == recipes.mnist_spec(cfg["base"])
+    assert entry["data"]["n_train"] == 60000 and tr["device"] == "cpu"
+    assert tr["steps"] <= cfg["steps"] and tr["minutes"] <= cfg["seconds"] / 60 + 1  # stopped by steps or time
+
+
+def test_train_mnist_unet_trains_what_the_config_says():
+    cfg = {**recipes.mnist_unet_config("cpu"), "base": 8, "steps": 2, "batch_size": 4, "chunk": 1, "warmup": 1}
+    x, y = torch.rand(8, 1, 28, 28) * 2 - 1, torch.arange(8)
+    for pred, weighting in (("v", "v"), ("eps", "sigma2")):
+        res = recipes.train_mnist_unet(x, y, {**cfg, "prediction": pred, "weighting": weighting}, device="cpu",
+                                       progress=False)
+        assert res.step == 2 and res.ema.prediction == res.model.prediction == pred
