@@ -89,7 +89,8 @@ def test_cpu_config_reproduces_the_shipped_mnist_unet_record():
         assert tr[key] == cfg[key], key
     assert entry["prediction"] == cfg["prediction"] == "v" and entry["model"] == recipes.mnist_spec(cfg["base"])
     assert entry["data"]["n_train"] == 60000 and tr["device"] == "cpu"
-    assert tr["steps"] <= cfg["steps"] and tr["minutes"] <= cfg["seconds"] / 60 + 1  # stopped by steps or time
+    # stopped by steps or by time: the budget is checked at the end of each chunk, so it may run over by one chunk
+    assert tr["steps"] <= cfg["steps"] and tr["minutes"] <= 1.1 * cfg["seconds"] / 60
 
 
 def test_train_mnist_unet_trains_what_the_config_says():
