@@ -33,8 +33,8 @@ FORMAT = "sdelab-weights-v1"
 _EXTRA = "extra."
 
 MODEL_CLASSES = {"MLPScore": "sdelab.nets", "UNet": "sdelab.unet", "MNISTClassifier": "sdelab.classifier"}
-"""The registry: class name in a spec -> the module defining it (imported when a model is built, so this module
-imports none of the network modules and they may import it)."""
+"""Registry of the network classes, mapping the class name in a spec to the module that defines it. The module is
+imported when a model is built, so this module imports none of the network modules and they may import it."""
 
 
 def user_dir() -> Path:
