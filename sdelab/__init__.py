@@ -13,7 +13,7 @@ from .sde import SDE, VESDE, VPSDE, SubVPSDE, pf_drift, reverse_drift  # noqa: E
 _SUBMODULES = {
     "brownian", "sde", "fokker_planck", "symbolic", "toy", "param", "losses", "nets", "unet", "train",
     "data", "samplers", "discrete", "likelihood", "metrics", "plot", "widgets", "exercises", "cli", "bench",
-    "hub", "classifier", "distributed", "recipes", "checkpoint",
+    "hub", "classifier", "distributed", "recipes", "checkpoint", "embeddings",
 }
 
 

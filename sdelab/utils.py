@@ -86,10 +86,11 @@ def setup(seed: int = 0, *, verbose: bool = True) -> torch.Generator:
     plot.style()
     gen = seed_everything(seed)
     if verbose:
-        mode = "quick mode (SDELAB_QUICK=1): small budgets" if quick() else "full mode"
+        mode = "quick mode" if quick() else "full mode"
         n = torch.get_num_threads()
-        print(f"sdelab {_version()} | torch {torch.__version__} | device: {default_device()} | {mode} | "
-              f"{n} CPU thread{'s' if n > 1 else ''}")
+        torch_version = torch.__version__.split("+")[0]
+        print(f"sdelab {_version()} · torch {torch_version} · {default_device()} · {mode} · "
+              f"{n} thread{'s' if n > 1 else ''}")
     return gen
 
 

@@ -49,7 +49,7 @@ def test_second_build_executes_nothing_and_edits_reexecute_only_what_changed(tmp
     pkg.mkdir()
     (pkg / "m.py").write_text("VALUE = 1\n")
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: a\nchapters:\n  - file: b\n  - file: status\n")
-    _nb(tmp_path / "a.ipynb", "print('sdelab 0.1.0 | torch 2 | device: cpu | quick mode (x) | 1 CPU thread')")
+    _nb(tmp_path / "a.ipynb", "print('sdelab 0.1.0 · torch 2 · cpu · quick mode · 1 thread')")
     _nb(tmp_path / "b.ipynb", "print(2)")
     _nb(tmp_path / "status.ipynb", "import json, os\nrows = json.load(open(os.environ['SDELAB_BOOK_STATUS']))\n"
                                     "assert [r['notebook'] for r in rows] == ['a.ipynb', 'b.ipynb'], rows")
@@ -68,3 +68,13 @@ def test_second_build_executes_nothing_and_edits_reexecute_only_what_changed(tmp
     (pkg / "m.py").write_text("VALUE = 2\n")
     assert run() == ["a.ipynb", "b.ipynb", "status.ipynb"]
     assert not first.exists() and book_cache.cache_path(tmp_path, pkg).exists()  # the stale cache is gone
+
+
+def test_the_setup_line_parser_reads_what_sdelab_setup_prints(capsys, monkeypatch):
+    import sdelab
+    monkeypatch.setenv("SDELAB_QUICK", "1")
+    monkeypatch.setenv("SDELAB_THREADS", "1")
+    sdelab.setup(0)
+    line = capsys.readouterr().out.strip()
+    m = book_cache.SETUP_LINE.search(line)
+    assert m and m["mode"] == "quick" and m["threads"] == "1" and len(line) <= 80, line

@@ -132,7 +132,7 @@ def test_wheel_installs_next_to_ipython_7_34_and_runs_a_chapter_outside_the_repo
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert "COLAB-OK 0.1.0 torch.Size([301, 20, 1])" in r.stdout
-    assert "| device: cpu | quick mode" in r.stdout  # printed by sdelab.setup() in the install cell
+    assert " · cpu · quick mode · " in r.stdout  # printed by sdelab.setup() in the install cell
 
 
 def test_binder_installs_cpu_torch_and_the_package_not_the_book_toolchain():

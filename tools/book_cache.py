@@ -24,8 +24,8 @@ import tempfile
 from pathlib import Path
 
 STATUS_PAGE = "book/appendix/environment"
-SETUP_LINE = re.compile(r"sdelab \S+ \| torch \S+ \| device: (?P<device>\S+) \| (?P<mode>quick|full) mode"
-                        r".*?\| (?P<threads>\d+) CPU thread")
+# the line sdelab.setup() prints: "sdelab 0.1.0 · torch 2.13.0 · cpu · quick mode · 1 thread"
+SETUP_LINE = re.compile(r"sdelab \S+ · torch \S+ · (?P<device>\S+) · (?P<mode>quick|full) mode · (?P<threads>\d+) thread")
 
 
 def package_hash(package: Path) -> str:
