@@ -19,6 +19,9 @@ is not `file:`/`data:`/`blob:` is aborted and is itself a failure. For each page
   collapses the chapter list.
 * `test_page_navigation_on_a_phone` (390 x 844): the chapter list and the page contents open from
   their toggles, and every player fits the column.
+* `test_page_dark_mode` (1400 px, the theme switched to dark): every figure and player frame sits on a
+  white backdrop (the PNGs are white-backed); paragraphs, printed outputs and captions keep a contrast
+  ratio of at least 4.5 with the background behind them.
 * `test_page_weight`: no page's HTML file over 1.5 MB.
 
 Screenshots of failing pages go to `_build/browser/`. Without `SDELAB_BROWSER=1` or
@@ -93,9 +96,11 @@ def browser():
 class Page:
     """One page opened offline in a fresh context, recording what the browser complained about."""
 
-    def __init__(self, browser, rel: str, width: int, height: int):
+    def __init__(self, browser, rel: str, width: int, height: int, *, dark: bool = False):
         self.rel, self.external, self.errors = rel, [], []
         self.ctx = browser.new_context(viewport={"width": width, "height": height})
+        if dark:  # the theme's own switch stores the reader's choice here
+            self.ctx.add_init_script("localStorage.setItem('mode', 'dark'); localStorage.setItem('theme', 'dark');")
         self.page = self.ctx.new_page()
         self.page.route("**/*", self._route)
         self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
@@ -333,6 +338,39 @@ def test_page_navigation_on_a_phone(browser, rel):
             problems.append(f"{wide} player(s) wider than the 390 px column")
         problems += [f"console error: {e}" for e in p.errors]
         p.check(problems, "phone")
+    finally:
+        p.close()
+
+
+# Figures without a white backdrop, and text whose contrast with the background behind it is under 4.5.
+_DARK_PROBLEMS = """() => {
+  const rgb = c => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+                               return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+  const backdrop = el => { for (; el; el = el.parentElement) { const c = rgb(getComputedStyle(el).backgroundColor);
+                                                           if (c.length === 3 || c[3] > 0.5) return c.slice(0, 3); }
+                           return [255, 255, 255]; };
+  const bad = [];
+  if (document.documentElement.dataset.theme !== "dark") return ["the theme did not switch to dark"];
+  for (const img of document.querySelectorAll("div.cell_output img, figure img, .sdelab-player img")) {
+    const c = rgb(getComputedStyle(img).backgroundColor);
+    if (!(c[0] > 240 && c[1] > 240 && c[2] > 240 && (c.length === 3 || c[3] > 0.9)))
+      bad.push(`figure ${img.getAttribute("src").slice(0, 60)} has no white backdrop`);
+  }
+  for (const el of document.querySelectorAll("article p, div.cell_output pre, figcaption")) {
+    if (!el.textContent.trim() || el.getBoundingClientRect().height === 0) continue;
+    const a = lum(rgb(getComputedStyle(el).color)), b = lum(backdrop(el));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) bad.push(`contrast ${ratio.toFixed(1)} for ${el.tagName.toLowerCase()} ${JSON.stringify(el.textContent.trim().slice(0, 50))}`);
+  }
+  return bad;
+}"""
+
+
+def test_page_dark_mode(browser, rel):
+    p = Page(browser, rel, 1400, 900, dark=True)
+    try:
+        p.check(p.js(_DARK_PROBLEMS)[:40], "dark")
     finally:
         p.close()
 
