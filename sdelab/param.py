@@ -38,10 +38,19 @@ def _coeffs(sde, x: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
     return alpha, sigma
 
 
+def _positive_sigma(sigma: torch.Tensor, t, sde) -> torch.Tensor:
+    """`sigma` unchanged, or `ValueError` naming `t` where $\\sigma(t) = 0$ (t = 0 for VP / sub-VP): dividing by it
+    would give inf."""
+    if not (sigma > 0).all():
+        raise ValueError(f"t must lie in (0, T] = (0, {sde.T:g}] here, where sigma(t) > 0 (use t >= a small eps "
+                         f"such as 1e-3): sigma(t) = 0 at t = {sde._t(t).min().item():g}, and dividing by it gives inf")
+    return sigma
+
+
 def eps_to_score(eps: torch.Tensor, x: torch.Tensor, t, sde) -> torch.Tensor:
-    r"""$s = -\varepsilon/\sigma(t)$. Needs $\sigma(t) > 0$ (use $t \ge$ a small eps)."""
+    r"""$s = -\varepsilon/\sigma(t)$. Needs $\sigma(t) > 0$ (use $t \ge$ a small eps): `ValueError` naming `t` otherwise."""
     _, sigma = _coeffs(sde, x, t)
-    return -eps / sigma
+    return -eps / _positive_sigma(sigma, t, sde)
 
 
 def score_to_eps(score: torch.Tensor, x: torch.Tensor, t, sde) -> torch.Tensor:
@@ -57,9 +66,9 @@ def eps_to_x0(eps: torch.Tensor, x: torch.Tensor, t, sde) -> torch.Tensor:
 
 
 def x0_to_eps(x0: torch.Tensor, x: torch.Tensor, t, sde) -> torch.Tensor:
-    r"""$\varepsilon = (x_t - \alpha(t)\,x_0)/\sigma(t)$. Needs $\sigma(t) > 0$."""
+    r"""$\varepsilon = (x_t - \alpha(t)\,x_0)/\sigma(t)$. Needs $\sigma(t) > 0$ (`ValueError` naming `t` otherwise)."""
     alpha, sigma = _coeffs(sde, x, t)
-    return (x - alpha * x0) / sigma
+    return (x - alpha * x0) / _positive_sigma(sigma, t, sde)
 
 
 def eps_to_v(eps: torch.Tensor, x: torch.Tensor, t, sde) -> torch.Tensor:

@@ -126,6 +126,22 @@ class GaussianMixture:
         logn = -0.5 * self.dim * torch.log(2 * math.pi * var) - 0.5 * sq / var
         return torch.log(w) + logn, var
 
+    def _responsibilities(self, xf: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor):
+        """Posterior weights $r_k(x)$ `(B, K)` and variances $v_k$ `(B, K)`, finite for any finite `x`.
+
+        The squared distances are computed on directions rescaled by the largest coordinate $m$ of $x - \\alpha\\mu_k$,
+        and the softmax is shifted by the smallest $|x - \\alpha\\mu_k|^2/v_k$, so $|x| \\ge 10^{20}$ (whose square
+        overflows float32) still gives weights (all on the nearest components) instead of NaN."""
+        mu, s, w = self._params(xf)
+        var = alpha[:, None] ** 2 * s**2 + sigma[:, None] ** 2  # (B, K)
+        diff = xf[:, None, :] - alpha[:, None, None] * mu[None]  # (B, K, d)
+        m = diff.abs().amax(dim=(1, 2)).clamp_min(1.0)  # (B,)
+        q = (diff / m[:, None, None]).pow(2).sum(-1) / var  # |x - alpha mu_k|^2 / (m^2 v_k)
+        gap = q - q.min(dim=1, keepdim=True).values  # >= 0, zero at the nearest component
+        scaled = torch.where(gap > 0, 0.5 * gap * m[:, None] ** 2, torch.zeros_like(gap))  # no 0 * inf
+        logits = torch.log(w) - 0.5 * self.dim * torch.log(var) - scaled
+        return torch.softmax(logits, dim=1), var
+
     def _coeffs(self, x: torch.Tensor, t, sde):
         t = sde._t(t, x)
         check_batch(x, t)
@@ -203,8 +219,7 @@ class GaussianMixture:
             if t is None:
                 raise ValueError("score: pass t together with sde (or neither for the data score)")
             alpha, sigma = self._coeffs(x, t, sde)
-        logits, var = self._log_terms(xf, alpha, sigma)
-        r = torch.softmax(logits, dim=1)  # (B, K) responsibilities
+        r, var = self._responsibilities(xf, alpha, sigma)  # (B, K)
         c = r / var
         mu = self._params(xf)[0]
         out = -xf * c.sum(1, keepdim=True) + alpha[:, None] * (c @ mu)

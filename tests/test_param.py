@@ -162,3 +162,18 @@ def test_the_prediction_travels_with_the_model():
     net.prediction = "velocity"
     with pytest.raises(ValueError, match="prediction must be one of"):
         eps_fn(net, sde)
+
+
+@pytest.mark.parametrize("sde", [VPSDE(), SubVPSDE()], ids=repr)
+def test_dividing_by_sigma_at_t_zero_is_refused_naming_t(sde):
+    """sigma(0) = 0 for VP and sub-VP: eps -> score and x0 -> eps would return inf; they raise instead."""
+    x = torch.randn(4, 2)
+    for t in (0.0, torch.tensor([0.5, 0.0, 0.2, 0.3])):
+        with pytest.raises(ValueError, match=r"^t must lie in \(0, T\]"):
+            param.eps_to_score(x, x, t, sde)
+        with pytest.raises(ValueError, match=r"^t must lie in \(0, T\]"):
+            convert(x, x, t, sde, source="x0", target="eps")
+    model = lambda x, t: torch.ones_like(x)  # noqa: E731
+    with pytest.raises(ValueError, match=r"^t must lie in \(0, T\]"):
+        score_fn(model, sde)(x, 0.0)
+    assert torch.isfinite(score_fn(model, sde)(x, 1e-3)).all()

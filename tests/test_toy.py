@@ -228,3 +228,17 @@ def test_one_dimensional_methods_reject_2d_mixtures_and_bad_grids():
         wasserstein_1d_to_cdf(torch.zeros(3), MIX1.cdf, -1.0, 1.0, points=1)
     with pytest.raises(ValueError, match="1-D samples"):
         wasserstein_1d_to_cdf(torch.zeros(3, 2), MIX1.cdf, -1.0, 1.0)
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e30])
+def test_ring_score_is_finite_and_points_home_far_away(scale):
+    """|x| >= 1e20 squares past float32's range; the score must stay finite and equal -(x - mu_k)/v_k of the
+    nearest mode (weights all on it), as the docstring promises."""
+    mix, sde = ring(), VPSDE()
+    x = torch.tensor([[scale, 0.0], [0.0, -scale], [scale, scale]])
+    for s, var in ((mix.score(x), 0.1**2), (mix.score(x, 0.5, sde), None)):
+        assert torch.isfinite(s).all(), s
+        if var is not None:  # data score: -(x - mu_nearest) / s^2
+            mu = torch.tensor([[2.0, 0.0], [0.0, -2.0], [2 ** 0.5, 2 ** 0.5]])
+            torch.testing.assert_close(s, -(x - mu) / var, rtol=1e-5, atol=1e-3)
+        assert (s * x)[x != 0].lt(0).all()  # towards the origin
