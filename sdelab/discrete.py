@@ -17,7 +17,8 @@ from typing import Callable
 
 import torch
 
-from .samplers import _prepare, _randn
+from .grids import FiniteWatch, batch_times, call_score, check_x, resolve_grid
+from .samplers import _randn
 from .sde import SDE
 from .utils import append_dims
 
@@ -115,25 +116,8 @@ def posterior_coefficients(sde: SDE, t, s):
 
 def logsnr_time_grid(sde: SDE, n_steps: int, eps: float = 1e-3) -> torch.Tensor:
     r"""Decreasing grid of `n_steps + 1` times from $T$ to `eps`, uniform in $\lambda(t) = \log(\alpha/\sigma)$
-    (the grid DPM-Solver recommends). $\lambda$ is inverted by bisection, to float64 precision."""
-    if int(n_steps) < 1:
-        raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
-    if not 0 < eps < sde.T:
-        raise ValueError(f"eps must lie in (0, T) = (0, {sde.T:g}), got {eps!r}")
-
-    def lam(t):
-        return torch.log(sde._mean_coeff(t)) - torch.log(sde._std(t))
-
-    ends = torch.tensor([float(sde.T), float(eps)], dtype=torch.float64)
-    target = torch.linspace(*lam(ends).tolist(), int(n_steps) + 1, dtype=torch.float64)
-    lo, hi = torch.full_like(target, float(eps)), torch.full_like(target, float(sde.T))
-    for _ in range(80):  # lambda decreases in t
-        mid = 0.5 * (lo + hi)
-        above = lam(mid) > target
-        lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
-    ts = 0.5 * (lo + hi)
-    ts[0], ts[-1] = float(sde.T), float(eps)
-    return ts
+    (the grid DPM-Solver recommends): `sde.time_grid(n_steps, eps, kind="logsnr")`."""
+    return sde.time_grid(n_steps, eps, kind="logsnr")
 
 
 # ---------------------------------------------------------------------- samplers
@@ -146,10 +130,13 @@ def _coeffs(sde: SDE, tc: torch.Tensor):
 
 
 def _eps(eps_fn: EpsFn, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    e = eps_fn(x, t.expand(x.shape[0]))
-    if e.shape != x.shape:
-        raise ValueError(f"eps_fn must return the shape of x, {tuple(x.shape)}, got {tuple(e.shape)}")
-    return e
+    return call_score(eps_fn, x, t, "eps_fn")
+
+
+def _prepare(sde: SDE, x: torch.Tensor, ts, sampler: str):
+    """One validation per call: `(n + 1, B)` batch times on `x`'s device, the CPU float64 grid, a `FiniteWatch`."""
+    tc = resolve_grid(sampler, sde, x, ts)
+    return batch_times(tc, x), tc, FiniteWatch(sampler, tc)
 
 
 def _check_clip(clip_x0) -> float | None:
@@ -183,7 +170,7 @@ def ddpm_sample(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, ts, *, generator: torc
     `clip_x0` $= c$ clamps every $\hat x_0$ to $[-c, c]$ (Ho et al.'s `clip_denoised`); see `ddim_sample`.
     """
     clip_x0 = _check_clip(clip_x0)
-    ts, tc = _prepare(sde, x, ts)
+    ts, tc, watch = _prepare(sde, x, ts, "ddpm_sample")
     al, si = _coeffs(sde, tc)
     c0, ct, var = (v.tolist() for v in posterior_coefficients(sde, tc[:-1], tc[1:]))
     n = len(tc) - 1
@@ -192,9 +179,10 @@ def ddpm_sample(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, ts, *, generator: torc
         x = c0[i] * x0 + ct[i] * x
         if i < n - 1:
             x = x + math.sqrt(var[i]) * _randn(x, generator)
+        watch(x)
         if callback is not None:
             callback(i, float(tc[i + 1]), x)
-    return x
+    return watch.check(x)
 
 
 def _ddim_update(x, eps, a_t, s_t, a_s, s_s, eta: float, noise, x0=None):
@@ -222,9 +210,16 @@ def ddim_step(x: torch.Tensor, eps: torch.Tensor, alpha_bar_t, alpha_bar_prev, e
         x, eps: `(B, ...)`. alpha_bar_t, alpha_bar_prev: floats or `(B,)` tensors, $0 < \bar\alpha_t < \bar\alpha_{prev} \le 1$.
         eta: in `[0, 1]`; 0 is the deterministic DDIM, 1 has DDPM's posterior variance.
         noise: `(B, ...)` standard normal $z$; required when `eta > 0`.
+
+    `x` must be a floating tensor (float16 kept as it is) and `eps` exactly its shape: a wrongly shaped
+    prediction is refused (`ValueError`), not broadcast.
     """
     if not (0 <= eta <= 1):
         raise ValueError(f"eta must lie in [0, 1], got {eta!r}")
+    check_x(x)
+    if not torch.is_tensor(eps) or eps.shape != x.shape:
+        raise ValueError(f"eps must be a tensor of the shape of x, {tuple(x.shape)} (no broadcasting), got "
+                         f"{tuple(eps.shape) if torch.is_tensor(eps) else type(eps).__name__}")
     if eta > 0 and noise is None:
         raise ValueError("ddim_step: pass noise (a standard normal tensor shaped like x) when eta > 0")
     ab_t, ab_p = (torch.as_tensor(v, dtype=torch.float64) for v in (alpha_bar_t, alpha_bar_prev))
@@ -255,16 +250,17 @@ def ddim_sample(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, ts, *, eta: float = 0.
     if not (0 <= eta <= 1):
         raise ValueError(f"eta must lie in [0, 1], got {eta!r}")
     clip_x0 = _check_clip(clip_x0)
-    ts, tc = _prepare(sde, x, ts)
+    ts, tc, watch = _prepare(sde, x, ts, "ddim_sample")
     al, si = _coeffs(sde, tc)
     n = len(tc) - 1
     for i in range(n):
         z = _randn(x, generator) if (eta > 0 and i < n - 1) else None
         x0, eps = _clipped(x, _eps(eps_fn, x, ts[i]), al[i], si[i], clip_x0)
         x = _ddim_update(x, eps, al[i], si[i], al[i + 1], si[i + 1], eta, z, x0)
+        watch(x)
         if callback is not None:
             callback(i, float(tc[i + 1]), x)
-    return x
+    return watch.check(x)
 
 
 def dpm_solver_2m(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, ts, *, generator: torch.Generator | None = None,
@@ -286,7 +282,7 @@ def dpm_solver_2m(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, ts, *, generator: to
     Lu et al.); see `ddim_sample`.
     """
     clip_x0 = _check_clip(clip_x0)
-    ts, tc = _prepare(sde, x, ts)
+    ts, tc, watch = _prepare(sde, x, ts, "dpm_solver_2m")
     al, si = _coeffs(sde, tc)
     if si[-1] <= 0:
         raise ValueError("dpm_solver_2m: sigma(ts[-1]) must be > 0 (lambda = log(alpha/sigma) is infinite at t = 0)")
@@ -303,6 +299,7 @@ def dpm_solver_2m(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, ts, *, generator: to
             d = (1 + 0.5 / r) * x0 - (0.5 / r) * x0_prev
         x = (si[i + 1] / si[i]) * x - al[i + 1] * math.expm1(-h) * d
         x0_prev, h_prev = x0, h
+        watch(x)
         if callback is not None:
             callback(i, float(tc[i + 1]), x)
-    return x
+    return watch.check(x)

@@ -19,11 +19,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .grids import DEFAULT_GRID, FiniteWatch, batch_times, call_score, check_x, default_grid, float_list, resolve_grid
 from .sde import SDE
-from .utils import check_finite, check_grid
 
 __all__ = ["euler_maruyama", "predictor_corrector", "langevin_corrector", "pf_ode_euler", "pf_ode_heun",
-           "pf_ode_rk45", "CountingScore", "trajectory", "SAMPLERS"]
+           "pf_ode_rk45", "CountingScore", "trajectory", "SAMPLERS", "DEFAULT_GRID", "default_grid"]
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Callback = Callable[[int, float, torch.Tensor], None] | None
@@ -48,47 +48,32 @@ class CountingScore:
 
 
 # ---------------------------------------------------------------------- shared pieces
-def _check_x(x) -> None:
-    if not torch.is_tensor(x) or x.ndim < 2 or not x.is_floating_point():
-        raise ValueError(f"x must be a floating-point tensor of shape (B, ...) with at least 2 dims, got "
-                         f"{(tuple(x.shape), x.dtype) if torch.is_tensor(x) else type(x).__name__}")
-    check_finite("x", x)
-
-
-def _prepare(sde: SDE, x: torch.Tensor, ts) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate `x` and the grid once; return `ts` on `x`'s device in `x`'s dtype, and a CPU float64 copy."""
-    _check_x(x)
-    ts = check_grid(ts, sde.T)
-    return ts.to(device=x.device, dtype=x.dtype), ts.double().cpu()
+def _prepare(sde: SDE, x: torch.Tensor, ts, sampler: str = "euler_maruyama"):
+    """Validate `x` and the grid once (an int `ts` is that many steps on `sampler`'s default grid); return the
+    `(n + 1, B)` batch times on `x`'s device and dtype, and the CPU float64 grid."""
+    tc = resolve_grid(sampler, sde, x, ts)
+    return batch_times(tc, x), tc
 
 
 def _score(score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    s = score_fn(x, t.expand(x.shape[0]))
-    if s.shape != x.shape:
-        raise ValueError(f"score_fn must return the shape of x, {tuple(x.shape)}, got {tuple(s.shape)}")
-    return s
+    return call_score(score_fn, x, t.expand(x.shape[0]) if t.ndim == 0 else t)
 
 
 def _drift(sde: SDE, score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor, c: float) -> torch.Tensor:
     r"""$a(t)x - c\,g(t)^2 s(x, t)$ at one grid time `t` (0-dim, already validated): the same formula as
-    `sdelab.sde.reverse_drift` with $c = (1 + \lambda^2)/2$, without re-validating `t` at every step."""
+    `sdelab.sde.reverse_drift` with $c = (1 + \lambda^2)/2$ (used by RK45 and the tests)."""
     return sde._drift_coeff(t) * x - c * sde._diffusion(t) ** 2 * _score(score_fn, x, t)
 
 
-def _euler_step(x: torch.Tensor, drift: torch.Tensor, g, dt: float, z: torch.Tensor | None) -> torch.Tensor:
-    r"""One Euler(–Maruyama) step $x + f\,\Delta t + g\sqrt{|\Delta t|}\,z$ ($\Delta t < 0$ in reverse time;
-    `z=None` is the noise-free step, i.e. Euler on an ODE)."""
-    x = x + drift * dt
-    return x if z is None else x + g * math.sqrt(abs(dt)) * z
+def _coefficients(sde: SDE, tc: torch.Tensor, c: float):
+    r"""Python floats on the grid: $a(t_i)$, $c\,g(t_i)^2$, $g(t_i)$ and $\Delta t_i$ (float64, computed once)."""
+    a, g = sde._drift_coeff(tc), sde._diffusion(tc)
+    return float_list(a), float_list(c * g**2), float_list(g), float_list(tc[1:] - tc[:-1])
 
 
 def _randn(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Standard normal noise shaped like `x`, drawn on the CPU with `generator`, moved to `x.device`."""
     return torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-
-
-def _dt(ts: torch.Tensor, i: int) -> float:
-    return float(ts[i + 1] - ts[i])  # ts is a CPU float64 copy: no device sync per step
 
 
 # ---------------------------------------------------------------------- reverse SDE
@@ -100,26 +85,32 @@ def euler_maruyama(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, ts, *, generato
     scheme, weak order 1). With `denoise_last=True` the last step adds no noise and returns its mean, as
     Song et al. (2021) do for images; on a coarse grid that over-sharpens the sample (the dropped noise
     $g^2|\Delta t|$ exceeds $\sigma(\epsilon)^2$), so it is off by default. Shapes: `x` `(B, ...)` in and out.
+    `ts`: a decreasing grid, or an int number of steps on the default grid (`DEFAULT_GRID`).
     """
-    ts, tc = _prepare(sde, x, ts)
-    n = len(ts) - 1
+    tb, tc = _prepare(sde, x, ts, "euler_maruyama")
+    a, cg2, g, dt = _coefficients(sde, tc, 1.0)
+    watch, n = FiniteWatch("euler_maruyama", tc), len(tc) - 1
     for i in range(n):
-        t, dt = ts[i], _dt(tc, i)
-        z = None if (denoise_last and i == n - 1) else _randn(x, generator)
-        x = _euler_step(x, _drift(sde, score_fn, x, t, 1.0), sde._diffusion(t), dt, z)
+        s = call_score(score_fn, x, tb[i])
+        x = (1 + a[i] * dt[i]) * x - (cg2[i] * dt[i]) * s
+        if not (denoise_last and i == n - 1):
+            x = x + (g[i] * math.sqrt(-dt[i])) * _randn(x, generator)
+        watch(x)
         if callback is not None:
             callback(i, float(tc[i + 1]), x)
-    return x
+    return watch.check(x)
 
 
 def _langevin(score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor, snr: float, alpha: float, generator):
     r"""One Langevin corrector step $x \leftarrow x + \epsilon s + \sqrt{2\epsilon}\,z$ with Song et al.'s step size
-    $\epsilon = 2\alpha\,(r\,\overline{|z|}/\overline{|s|})^2$, norms averaged over the batch."""
+    $\epsilon = 2\alpha\,(r\,\overline{|z|}/\overline{|s|})^2$, norms averaged over the batch. Where the score is
+    zero everywhere the step size is undefined (infinite); the step is skipped there ($\epsilon = 0$)."""
     s = _score(score_fn, x, t)
     z = _randn(x, generator)
     s_norm = s.flatten(1).norm(dim=1).mean()
     z_norm = z.flatten(1).norm(dim=1).mean()
     eps = 2 * alpha * (snr * z_norm / s_norm.clamp_min(torch.finfo(s.dtype).tiny)) ** 2
+    eps = torch.where(s_norm > 0, eps, torch.zeros_like(eps))
     return x + eps * s + torch.sqrt(2 * eps) * z
 
 
@@ -137,26 +128,29 @@ def predictor_corrector(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, ts, *, snr
     $\alpha_i = \bar\alpha(t_i)/\bar\alpha(t_{i+1})$ (Algorithms 4–5), which is DDPM's $1 - \beta_i$ for VP on its
     grid and 1 for VE. Sub-VP has VP's mean coefficient and so gets VP's value; the reference code also sends
     sub-VP to VP's discrete alphas, which its sub-VP class does not define. As in the reference code, the
-    batch-averaged norms make the step size depend on the whole batch. `denoise_last` as in `euler_maruyama`
-    (Song et al. use True). Costs `(n_corrector + 1)` score evaluations per step.
+    batch-averaged norms make the step size depend on the whole batch; a score that is zero everywhere skips the
+    corrector step. `denoise_last` as in `euler_maruyama` (Song et al. use True). Costs `(n_corrector + 1)` score
+    evaluations per step. `ts`: a grid or an int number of steps on the default grid.
     """
-    if not (math.isfinite(snr) and snr > 0):
+    if not (isinstance(snr, (int, float)) and math.isfinite(snr) and snr > 0):
         raise ValueError(f"snr must be a finite number > 0, got {snr!r}")
-    if int(n_corrector) != n_corrector or n_corrector < 0:
+    if isinstance(n_corrector, bool) or int(n_corrector) != n_corrector or n_corrector < 0:
         raise ValueError(f"n_corrector must be an integer >= 0, got {n_corrector!r}")
-    ts, tc = _prepare(sde, x, ts)
-    n = len(ts) - 1
-    abar = sde._mean_coeff(tc) ** 2
+    tb, tc = _prepare(sde, x, ts, "predictor_corrector")
+    a, cg2, g, dt = _coefficients(sde, tc, 1.0)
+    abar = (sde._mean_coeff(tc) ** 2).tolist()
+    watch, n = FiniteWatch("predictor_corrector", tc), len(tc) - 1
     for i in range(n):
-        t, dt = ts[i], _dt(tc, i)
-        alpha = float(abar[i] / abar[i + 1])
         for _ in range(int(n_corrector)):
-            x = _langevin(score_fn, x, t, snr, alpha, generator)
-        z = None if (denoise_last and i == n - 1) else _randn(x, generator)
-        x = _euler_step(x, _drift(sde, score_fn, x, t, 1.0), sde._diffusion(t), dt, z)
+            x = _langevin(score_fn, x, tb[i], snr, abar[i] / abar[i + 1], generator)
+        s = call_score(score_fn, x, tb[i])
+        x = (1 + a[i] * dt[i]) * x - (cg2[i] * dt[i]) * s
+        if not (denoise_last and i == n - 1):
+            x = x + (g[i] * math.sqrt(-dt[i])) * _randn(x, generator)
+        watch(x)
         if callback is not None:
             callback(i, float(tc[i + 1]), x)
-    return x
+    return watch.check(x)
 
 
 def langevin_corrector(score_fn: ScoreFn, x: torch.Tensor, t, *, snr: float = 0.16, n_steps: int = 1,
@@ -169,7 +163,7 @@ def langevin_corrector(score_fn: ScoreFn, x: torch.Tensor, t, *, snr: float = 0.
     $v(1 + \alpha r^2)$, not $v$ (chapter "Samplers compared"). `t`: a number in $[0, T]$ (or a 0-dim tensor);
     `x`: `(B, ...)`, returned with the same shape; `alpha` > 0 scales the step as $\alpha_i$ does in the sampler.
     """
-    _check_x(x)
+    check_x(x)
     t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
     if t.ndim != 0 or not torch.isfinite(t):
         raise ValueError(f"t must be a finite number (one time for the whole batch), got {t.tolist()!r}")
@@ -189,13 +183,16 @@ def pf_ode_euler(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, ts, *, generator:
     r"""Euler's method on the probability-flow ODE $dx/dt = a x - \tfrac12 g^2\nabla\log p_t$ (global order 1).
 
     `generator` is accepted for the common signature and not used. One score evaluation per step.
+    `ts`: a grid or an int number of steps on the default grid.
     """
-    ts, tc = _prepare(sde, x, ts)
-    for i in range(len(ts) - 1):
-        x = _euler_step(x, _drift(sde, score_fn, x, ts[i], 0.5), 0.0, _dt(tc, i), None)
+    tb, tc = _prepare(sde, x, ts, "pf_ode_euler")
+    a, cg2, _, dt = _coefficients(sde, tc, 0.5)
+    watch = FiniteWatch("pf_ode_euler", tc)
+    for i in range(len(tc) - 1):
+        x = watch((1 + a[i] * dt[i]) * x - (cg2[i] * dt[i]) * call_score(score_fn, x, tb[i]))
         if callback is not None:
             callback(i, float(tc[i + 1]), x)
-    return x
+    return watch.check(x)
 
 
 def pf_ode_heun(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, ts, *, generator: torch.Generator | None = None,
@@ -205,20 +202,24 @@ def pf_ode_heun(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, ts, *, generator: 
     $\tilde x = x + v(x, t)\,\Delta t$, then $x \leftarrow x + \tfrac12[v(x, t) + v(\tilde x, t + \Delta t)]\,\Delta t$.
     A step that ends exactly at $t = 0$, where the score may be singular (a network is never trained
     there), is a plain Euler step, as in Karras et al. (2022); with the usual end time $\epsilon > 0$
-    every step is a Heun step. Two score evaluations per Heun step.
+    every step is a Heun step. Two score evaluations per Heun step. An int `ts` is that many steps on the
+    Karras grid (`DEFAULT_GRID`), the one on which Heun needs the fewest evaluations.
     """
-    ts, tc = _prepare(sde, x, ts)
-    for i in range(len(ts) - 1):
-        t, t_next, dt = ts[i], ts[i + 1], _dt(tc, i)
-        d1 = _drift(sde, score_fn, x, t, 0.5)
-        x_pred = _euler_step(x, d1, 0.0, dt, None)
+    tb, tc = _prepare(sde, x, ts, "pf_ode_heun")
+    a, cg2, _, dt = _coefficients(sde, tc, 0.5)
+    watch = FiniteWatch("pf_ode_heun", tc)
+    for i in range(len(tc) - 1):
+        d1 = a[i] * x - cg2[i] * call_score(score_fn, x, tb[i])
+        x_pred = x + dt[i] * d1
         if tc[i + 1] > 0:
-            x = _euler_step(x, 0.5 * (d1 + _drift(sde, score_fn, x_pred, t_next, 0.5)), 0.0, dt, None)
+            d2 = a[i + 1] * x_pred - cg2[i + 1] * call_score(score_fn, x_pred, tb[i + 1])
+            x = x + (0.5 * dt[i]) * (d1 + d2)
         else:
             x = x_pred
+        watch(x)
         if callback is not None:
             callback(i, float(tc[i + 1]), x)
-    return x
+    return watch.check(x)
 
 
 def pf_ode_rk45(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, ts, *, rtol: float = 1e-5, atol: float = 1e-5,
@@ -239,7 +240,7 @@ def pf_ode_rk45(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, ts, *, rtol: float
     for name, v in (("rtol", rtol), ("atol", atol)):
         if not (math.isfinite(v) and v > 0):
             raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
-    ts, tc = _prepare(sde, x, ts)
+    _, tc = _prepare(sde, x, ts, "pf_ode_rk45")
     shape, dtype, device = x.shape, x.dtype, x.device
     t_hi, t_lo = float(tc[0]), float(tc[-1])
 
@@ -247,8 +248,10 @@ def pf_ode_rk45(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, ts, *, rtol: float
         xt = torch.from_numpy(y).reshape(shape).to(device=device, dtype=dtype)
         tt = torch.tensor(min(max(t, t_lo), t_hi), dtype=dtype, device=device)
         with torch.no_grad():
-            v = _drift(sde, score_fn, xt, tt, 0.5)
-        return v.detach().to("cpu", torch.float64).numpy().ravel()
+            v = _drift(sde, score_fn, xt, tt, 0.5).detach().to("cpu", torch.float64).numpy().ravel()
+        if not np.isfinite(v).all():
+            raise FloatingPointError(f"pf_ode_rk45: the velocity (from score_fn) is not finite at t = {t:.6g}")
+        return v
 
     y0 = x.detach().to("cpu", torch.float64).numpy().ravel()
     t_eval = tc.numpy()

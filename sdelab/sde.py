@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 
+from .grids import call_score, check_x
 from .utils import append_dims, as_time, check_batch, check_finite, check_positive, check_time
 
 __all__ = ["SDE", "VPSDE", "SubVPSDE", "VESDE", "BetaSchedule", "reverse_drift", "pf_drift"]
@@ -165,13 +166,53 @@ class SDE:
         d = x[0].numel()
         return -0.5 * d * math.log(2 * math.pi * s2) - 0.5 * x.flatten(1).pow(2).sum(1) / s2
 
-    def time_grid(self, n_steps: int, eps: float = 1e-3) -> torch.Tensor:
-        """Uniform decreasing grid of `n_steps + 1` times from `T` to `eps`, the argument samplers take."""
-        if int(n_steps) < 1:
+    GRID_KINDS = ("uniform", "logsnr", "karras")
+
+    def noise_ratio(self, t) -> torch.Tensor:
+        r"""$\rho(t) = \sigma(t)/\alpha(t)$, the noise-to-signal ratio (EDM's $\sigma$; $\sqrt{(1-\bar\alpha)/\bar\alpha}$ for VP)."""
+        t = self._t(t)
+        return self._std(t) / self._mean_coeff(t)
+
+    def time_grid(self, n_steps: int, eps: float = 1e-3, *, kind: str = "uniform", rho: float = 7.0) -> torch.Tensor:
+        r"""Decreasing grid of `n_steps + 1` times from `T` to `eps`, the argument samplers take.
+
+        `kind`: ``"uniform"`` in $t$; ``"logsnr"``, uniform in $\log\rho(t)$, $\rho = \sigma/\alpha$ (i.e. in the
+        log-SNR, DPM-Solver's grid); ``"karras"``, uniform in $\rho^{1/r}$ with $r$ = `rho` (Karras et al., 2022,
+        eq. 5, $r = 7$). Log-SNR and Karras grids are mapped back to $t$ by bisection (float64 precision) and
+        need `eps > 0` and are float64 (the uniform grid has the default dtype). Which grid each sampler uses by default: `sdelab.samplers.DEFAULT_GRID`.
+        """
+        if isinstance(n_steps, bool) or not float(n_steps).is_integer() or int(n_steps) < 1:
             raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
-        if not 0 <= eps < self.T:
-            raise ValueError(f"eps must lie in [0, T) = [0, {self.T:g}), got {eps!r}")
-        return torch.linspace(self.T, eps, int(n_steps) + 1)
+        if kind not in self.GRID_KINDS:
+            raise ValueError(f"kind must be one of {self.GRID_KINDS}, got {kind!r}")
+        ok_eps = isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 <= eps < self.T
+        if not ok_eps or (kind != "uniform" and eps == 0):
+            allowed = f"[0, {self.T:g})" if kind == "uniform" else f"(0, {self.T:g}) for kind={kind!r}"
+            raise ValueError(f"eps must lie in {allowed}, got {eps!r}")
+        n = int(n_steps)
+        if kind == "uniform":
+            return torch.linspace(float(self.T), float(eps), n + 1)  # the default dtype, as it always was
+        if not (isinstance(rho, (int, float)) and math.isfinite(rho) and rho > 0):
+            raise ValueError(f"rho must be a finite number > 0, got {rho!r}")
+        ends = torch.tensor([float(self.T), float(eps)], dtype=torch.float64)
+        r_hi, r_lo = (self._std(ends) / self._mean_coeff(ends)).tolist()
+        u = torch.linspace(0, 1, n + 1, dtype=torch.float64)
+        if kind == "logsnr":
+            target = torch.exp(math.log(r_hi) + u * (math.log(r_lo) - math.log(r_hi)))
+        else:
+            target = (r_hi ** (1 / rho) + u * (r_lo ** (1 / rho) - r_hi ** (1 / rho))) ** rho
+        return self._invert_ratio(target, float(eps))
+
+    def _invert_ratio(self, target: torch.Tensor, eps: float) -> torch.Tensor:
+        """Times at which sigma/alpha (increasing in t) equals `target`, by bisection on [eps, T]."""
+        lo, hi = torch.full_like(target, eps), torch.full_like(target, float(self.T))
+        for _ in range(80):
+            mid = 0.5 * (lo + hi)
+            below = self._std(mid) / self._mean_coeff(mid) < target
+            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+        ts = 0.5 * (lo + hi)
+        ts[0], ts[-1] = float(self.T), eps
+        return ts
 
 
 class _BetaSDE(SDE):
@@ -298,13 +339,18 @@ def reverse_drift(sde: SDE, score_fn: ScoreFn, x: torch.Tensor, t, *, lam: float
     With `lam = 1` this is Anderson's reverse SDE $f - g^2 s$ (noise $g\,d\bar w$), with `lam = 0` the
     probability-flow ODE $f - \tfrac12 g^2 s$; every `lam` gives the same marginals when the noise is
     $\lambda g\,d\bar w$ (chapter "Reverse SDE and probability-flow ODE"). Integrate with $dt < 0$.
+
+    `x`: a floating tensor `(B, ...)`, B >= 1 (float16 kept as it is); `t`: a number or `(B,)`; `score_fn` must
+    return a tensor of `x`'s shape (anything else is a `ValueError`, never a broadcast).
     """
+    check_x(x)
     t = sde._t(t, x)
     check_batch(x, t)
     if t.ndim == 0 or t.shape[0] != x.shape[0]:
         t = t.expand(x.shape[0])
     g2 = append_dims(sde._diffusion(t) ** 2, x.ndim)
-    return append_dims(sde._drift_coeff(t), x.ndim) * x - 0.5 * (1 + lam**2) * g2 * score_fn(x, t)
+    s = call_score(score_fn, x, t)
+    return append_dims(sde._drift_coeff(t), x.ndim) * x - 0.5 * (1 + lam**2) * g2 * s
 
 
 def pf_drift(sde: SDE, score_fn: ScoreFn, x: torch.Tensor, t) -> torch.Tensor:

@@ -1,0 +1,109 @@
+r"""What every sampler shares: its default time grid (chosen by measurement), one validation per call, and the
+check for non-finite values (chapter "Samplers compared").
+
+`DEFAULT_GRID` maps each sampler to the grid kind of `SDE.time_grid` on which it reached the quality of
+Euler–Maruyama with 1,000 steps in the fewest score evaluations (`tools/measure_grids.py`: exact score of the
+8-mode ring, VP linear, 20,000 samples). Every sampler accepts `ts` either as an explicit decreasing grid or as
+an int `n`, which means `n` steps on its default grid, `default_grid(sampler, sde, n)`, ending at $\epsilon = 10^{-3}$.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .utils import check_grid
+
+__all__ = ["DEFAULT_GRID", "DEFAULT_EPS", "default_grid", "resolve_grid"]
+
+DEFAULT_EPS = 1e-3
+
+DEFAULT_GRID: dict[str, str] = {
+    "euler_maruyama": "uniform", "predictor_corrector": "uniform", "pf_ode_euler": "uniform",
+    "pf_ode_heun": "karras", "pf_ode_rk45": "uniform", "ddpm_sample": "uniform", "ddim_sample": "uniform",
+    "dpm_solver_2m": "logsnr", "dpm_solver_3m": "logsnr",
+}
+"""Sampler name -> default grid kind (see the module docstring; the measurement is in the samplers chapter)."""
+
+
+def _name(sampler) -> str:
+    name = sampler if isinstance(sampler, str) else getattr(sampler, "__name__", None)
+    if name not in DEFAULT_GRID:
+        raise ValueError(f"sampler must be one of {sorted(DEFAULT_GRID)} (a name or the function), got {sampler!r}")
+    return name
+
+
+def default_grid(sampler, sde, n_steps: int, eps: float = DEFAULT_EPS) -> torch.Tensor:
+    """`n_steps` steps from `T` to `eps` on `sampler`'s default grid (`DEFAULT_GRID`), float64."""
+    return sde.time_grid(n_steps, eps, kind=DEFAULT_GRID[_name(sampler)]).to(torch.float64)
+
+
+def check_x(x, name: str = "x") -> None:
+    """`x` must be a floating tensor (float16/bfloat16 are kept as they are) of shape `(B, ...)`, B >= 1, finite."""
+    if not torch.is_tensor(x) or not x.is_floating_point() or x.ndim < 2 or x.shape[0] == 0:
+        got = f"{type(x).__name__} {tuple(x.shape)} {x.dtype}" if torch.is_tensor(x) else type(x).__name__
+        raise ValueError(f"{name} must be a real floating-point torch tensor of shape (B, ...) with B >= 1 and at "
+                         f"least 2 dims (float16/bfloat16 allowed; convert numpy arrays with torch.as_tensor), got {got}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains non-finite values (NaN or inf); all entries must be finite")
+
+
+def resolve_grid(sampler: str, sde, x: torch.Tensor, ts) -> torch.Tensor:
+    """Validate `x` and `ts` once per call; an int `ts` becomes `default_grid(sampler, sde, ts)`.
+
+    Returns the grid as a CPU float64 tensor (strictly decreasing, inside [0, T])."""
+    check_x(x)
+    if isinstance(ts, (int, np.integer)) and not isinstance(ts, bool):
+        if ts < 1:
+            raise ValueError(f"ts must be a grid or an int number of steps >= 1, got {ts!r}")
+        return default_grid(sampler, sde, int(ts))
+    if not (torch.is_tensor(ts) or isinstance(ts, (list, tuple, np.ndarray))):
+        raise ValueError(f"ts must be a 1-D decreasing grid of times or an int number of steps, got {type(ts).__name__}")
+    return check_grid(ts, sde.T).detach().to("cpu", torch.float64)
+
+
+def batch_times(tc: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """`(n + 1, B)` view of the grid on `x`'s device and dtype: row `i` is the `(B,)` time `score_fn` gets at step i."""
+    return tc.to(device=x.device, dtype=x.dtype)[:, None].expand(len(tc), x.shape[0])
+
+
+def call_score(fn: Callable, x: torch.Tensor, t: torch.Tensor, name: str = "score_fn") -> torch.Tensor:
+    """`fn(x, t)`, refused unless it returns a tensor of `x`'s shape."""
+    s = fn(x, t)
+    if not torch.is_tensor(s) or s.shape != x.shape:
+        got = tuple(s.shape) if torch.is_tensor(s) else type(s).__name__
+        raise ValueError(f"{name} must return a tensor of the shape of x, {tuple(x.shape)}, got {got}")
+    return s
+
+
+class FiniteWatch:
+    """Records one sum of the state per step (a single reduction, no device sync) and raises, once, after the
+    run, a `FloatingPointError` naming the sampler, the first step whose state is not finite, and its time.
+
+    A NaN or inf in the score or the state propagates into every later state (the updates are linear in both),
+    so the first non-finite sum marks the step where it appeared."""
+
+    def __init__(self, sampler: str, tc: torch.Tensor):
+        self.sampler, self.tc, self.sums = sampler, tc, []
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.sums.append(x.sum(dtype=torch.float32) if x.element_size() < 4 else x.sum())  # fp16 sums overflow
+        return x
+
+    def check(self, x: torch.Tensor) -> torch.Tensor:
+        if self.sums and not bool(torch.isfinite(torch.stack(self.sums).float()).all()):
+            i = int((~torch.isfinite(torch.stack(self.sums).float())).nonzero()[0])
+            raise FloatingPointError(
+                f"{self.sampler}: the state became non-finite (NaN or inf) at step {i}, from t = {float(self.tc[i]):.6g} "
+                f"to t = {float(self.tc[i + 1]):.6g}; check score_fn at that time (a NaN or inf output), or use finer steps")
+        return x
+
+
+def float_list(v: torch.Tensor) -> list[float]:
+    """A float64 coefficient vector as Python floats (so the loop does no 0-dim tensor arithmetic)."""
+    out = v.to(torch.float64).tolist()
+    if not all(math.isfinite(c) for c in out):
+        raise ValueError("ts: the SDE's coefficients are not finite on this grid (a time too close to 0?)")
+    return out
