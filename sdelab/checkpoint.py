@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 __all__ = ["atomic_write", "save_checkpoint", "load_checkpoint", "load_weights", "rng_state", "set_rng_state",
-           "DeferInterrupt", "check_writable", "remove_orphans", "run_lock"]
+           "DeferInterrupt", "check_writable", "remove_orphans", "run_lock", "safe_load"]
 
 
 def atomic_write(path, write) -> None:
@@ -116,9 +116,31 @@ def save_checkpoint(path, state: dict) -> None:
     atomic_write(path, lambda f: torch.save(state, f))
 
 
+def safe_load(path, map_location="cpu"):
+    """`torch.load(path, weights_only=True)`, with every way a file can be unreadable (empty, truncated, text, an
+    image, a pickle holding code) turned into one `ValueError` naming the file. Only tensors and plain data load."""
+    import pickle
+
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory, not a checkpoint file")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (FileNotFoundError, PermissionError, MemoryError):
+        raise
+    except pickle.UnpicklingError:
+        raise ValueError(f"{path} is not a file of tensors and plain data (sdelab loads weights only; this is another "
+                         f"format, or a pickle of other objects, refused since loading them can run code)") from None
+    except Exception as e:  # EOFError, RuntimeError, OSError, KeyError ... from a file torch cannot parse
+        first = str(e).strip().splitlines()[0][:80] if str(e).strip() else ""
+        why = "it is empty" if path.stat().st_size == 0 else f"{type(e).__name__}{': ' + first if first else ''}"
+        raise ValueError(f"{path} is not a readable checkpoint (truncated, or another kind of file; {why})") from None
+
+
 def load_checkpoint(path, map_location="cpu") -> dict:
-    """Load a checkpoint written by `train` with `torch.load(weights_only=True)` (only tensors and plain data)."""
-    return torch.load(Path(path), map_location=map_location, weights_only=True)
+    """Load a checkpoint written by `train` with `torch.load(weights_only=True)` (only tensors and plain data);
+    `ValueError` for a file that is not one (`safe_load`)."""
+    return safe_load(path, map_location)
 
 
 def load_weights(model: nn.Module, path, *, ema: bool = True) -> nn.Module:

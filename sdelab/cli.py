@@ -30,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _number(kind, name, lo=None, lo_open=False, allow_none=False):
+def _number(kind, name, lo=None, lo_open=False, allow_none=False, hi=None):
     def conv(text):
         if allow_none and text.lower() == "none":
             return None
@@ -41,26 +41,54 @@ def _number(kind, name, lo=None, lo_open=False, allow_none=False):
         ok = v is not None and (kind is int or math.isfinite(v))
         if ok and lo is not None:
             ok = v > lo if lo_open else v >= lo
+        if ok and hi is not None:
+            ok = v <= hi
         if not ok:
             what = {(int, 1, False): "a positive integer", (int, 0, False): "an integer >= 0",
                     (float, 0, True): "a number > 0", (float, 0, False): "a number >= 0"}.get(
                 (kind, lo, lo_open), f"a {kind.__name__}")
+            if hi is not None:
+                what = f"an integer in [{lo}, {hi:_}]" if kind is int else f"a number in [{lo}, {hi:_}]"
             raise argparse.ArgumentTypeError(f"{name} must be {what}, got {text}")
         return v
 
     return conv
 
 
-POS_INT = {n: _number(int, n, 1) for n in ("--steps", "--batch-size", "--n", "--base", "--hidden", "--depth",
-                                           "--epochs", "--checkpoint-every", "--emb-dim")}
+# Upper bounds: a typo (an extra zero or ten) must give a one-line error, not an allocator failure or a run that
+# never ends. They are far above anything the book or the shipped recipes use.
+LIMITS = {"--steps": 10**8, "--batch-size": 65_536, "--n": 100_000, "--base": 256, "--hidden": 4096, "--depth": 64,
+          "--epochs": 10_000, "--checkpoint-every": 10**8, "--emb-dim": 4096}
+SAMPLE_STEPS = _number(int, "--steps", 1, hi=100_000)
+POS_INT = {n: _number(int, n, 1, hi=hi) for n, hi in LIMITS.items()}
 SEED = _number(int, "--seed", 0)
 POS = {n: _number(float, n, 0, True) for n in ("--lr", "--clip-x0")}
-NONNEG = {n: _number(float, n, 0) for n in ("--guidance", "--p-uncond")}
+NONNEG = {"--p-uncond": _number(float, "--p-uncond", 0, hi=1), "--guidance": _number(float, "--guidance", 0, hi=100)}
+
+
+def _device(text: str):
+    """`--device`: a torch device this machine has (checked here, so a typo or a missing GPU is one line)."""
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"--device must be cpu, cuda or cuda:N, got {text}") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise argparse.ArgumentTypeError(f"--device {text}: CUDA is not available on this machine (use cpu)")
+        if dev.index is not None and dev.index >= n:
+            raise argparse.ArgumentTypeError(f"--device {text}: this machine has {n} CUDA device(s), 0..{n - 1}")
+    elif dev.type not in ("cpu", "mps"):
+        raise argparse.ArgumentTypeError(f"--device must be cpu, cuda or cuda:N, got {text}")
+    return text
 
 
 def _common(p, device=True, seed=True, progress=True):
     if device:
-        p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: CUDA when available)")
+        p.add_argument("--device", type=_device, default=None,
+                       help="cpu, cuda, cuda:1, ... (default: CUDA when available)")
     if seed:
         p.add_argument("--seed", type=SEED, default=0, help="random seed (default 0)")
     if progress:
@@ -115,11 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--checkpoint", help="a checkpoint written by `sdelab train`")
     src.add_argument("--pretrained", help="a shipped model name (see `sdelab checkpoints --list`)")
     sp.add_argument("--sampler", choices=SAMPLER_NAMES, default="euler_maruyama")
-    sp.add_argument("--steps", type=POS_INT["--steps"], default=500)
-    sp.add_argument("--n", type=POS_INT["--n"], default=64)
+    sp.add_argument("--steps", type=SAMPLE_STEPS, default=500, help="sampler steps, at most 100_000 (default 500)")
+    sp.add_argument("--n", type=POS_INT["--n"], default=64, help="number of samples, at most 100_000 (default 64)")
     sp.add_argument("--label", type=int, default=None, help="class label (class-conditional models; -1: none)")
-    sp.add_argument("--guidance", type=NONNEG["--guidance"], default=None, help="classifier-free guidance weight")
-    sp.add_argument("--batch-size", type=POS_INT["--batch-size"], default=500)
+    sp.add_argument("--guidance", type=NONNEG["--guidance"], default=None,
+                    help="classifier-free guidance weight w, 0 <= w <= 100 (class-conditional models)")
+    sp.add_argument("--batch-size", type=POS_INT["--batch-size"], default=500,
+                    help="samples per sampler call, at most 65_536 (the samples do not depend on it)")
     sp.add_argument("--clip-x0", type=POS["--clip-x0"], default=None,
                     help="clamp the predicted x0 to [-c, c] (ddpm, ddim, dpm2m only; 1.0 for images)")
     sp.add_argument("--out", default="samples.png", help="output .png or .pt")
@@ -158,7 +188,19 @@ def _bench_args(p):
     p.add_argument("--quick", action="store_true", help="short version (small budgets)")
     p.add_argument("--only", nargs="+", choices=ROWS, metavar="ROW", help=f"only these rows: {', '.join(ROWS)}")
     p.add_argument("--out", default="bench_results.json", help="JSON output (default bench_results.json)")
-    p.add_argument("--device", default=None, help="device for the GPU rows (default: CUDA when available)")
+    p.add_argument("--device", type=_bench_device, default=None,
+                   help="device for the GPU rows (default: CUDA when available)")
+
+
+def _bench_device(text: str):
+    """`bench --device`: any well-formed device (rows needing CUDA say 'unmeasured' without it)."""
+    import torch
+
+    try:
+        torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"--device must be cpu, cuda or cuda:N, got {text}") from None
+    return text
 
 
 # ---------------------------------------------------------------------- commands
@@ -255,6 +297,9 @@ def _sample(args) -> int:
 
     if args.out and Path(args.out).suffix not in (".png", ".pt"):
         raise UsageError(f"--out must end in .png or .pt, got {args.out}")
+    from .checkpoint import check_writable
+
+    check_writable(args.out, "--out")  # before sampling, not after
     if args.pretrained:
         model, meta = hub.pretrained(args.pretrained, device=args.device), hub.info(args.pretrained)
     else:
@@ -266,6 +311,10 @@ def _sample(args) -> int:
                     shape=tuple(shape), label=args.label, guidance=args.guidance,
                     prediction=meta.get("prediction", "eps"), generator=torch.Generator().manual_seed(args.seed),
                     batch_size=args.batch_size, clip_x0=args.clip_x0)
+    bad = int((~torch.isfinite(x.flatten(1))).any(1).sum())
+    if bad:
+        raise ValueError(f"{bad} of {args.n} samples hold NaN or inf (the sampler diverged; lower --guidance or use "
+                         f"more --steps); nothing was written to {args.out}")
     _save_samples(x, y, Path(args.out))
     print(f"{args.n} samples ({args.sampler}, {args.steps} steps) written to {args.out}")
     return 0
@@ -325,6 +374,19 @@ _COMMANDS = {"train": _train, "sample": _sample, "bench": _bench, "train-classif
              "checkpoints": _checkpoints}
 
 
+def _expected(e: RuntimeError) -> bool:
+    """A RuntimeError that is the user's situation, not a bug: memory ran out, another run holds the lock."""
+    text = str(e)
+    return any(k in text for k in ("out of memory", "can't allocate memory", "another run", "not enough memory"))
+
+
+def _one_line(e: BaseException) -> str:
+    if isinstance(e, MemoryError) or "memory" in str(e) and isinstance(e, RuntimeError):
+        return "out of memory; use a smaller --batch-size or --n"
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
 def main(argv=None) -> int:
     """Entry point of `python -m sdelab` and the `sdelab` script; returns the exit status."""
     try:
@@ -335,10 +397,10 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"sdelab: error: {e}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError) as e:  # bad input found by the library: one line, not a traceback
-        if os.environ.get("SDELAB_DEBUG"):
+    except (ValueError, OSError, FloatingPointError, MemoryError, RuntimeError) as e:  # found by the library
+        if os.environ.get("SDELAB_DEBUG") or (isinstance(e, RuntimeError) and not _expected(e)):
             raise
-        print(f"sdelab: error: {e}", file=sys.stderr)
+        print(f"sdelab: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("sdelab: interrupted", file=sys.stderr)

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import atomic_write
+from .checkpoint import atomic_write, safe_load
 from .utils import cache_dir
 
 __all__ = ["pretrained", "available", "info", "locate", "export_weights", "load_extra", "load_file", "file_meta",
@@ -166,11 +166,18 @@ def _read(path: Path) -> tuple[dict, dict]:
         _safetensors()
         from safetensors import safe_open
 
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-        return tensors, json.loads(header.get("meta", "{}"))
-    ck = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                header = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+            return tensors, json.loads(header.get("meta", "{}"))
+        except (FileNotFoundError, PermissionError, MemoryError):
+            raise
+        except Exception as e:  # SafetensorError, a bad JSON header ...
+            raise ValueError(f"{path} is not a readable safetensors weights file ({str(e)[:80]})") from None
+    ck = safe_load(path)
+    if not isinstance(ck, dict):
+        raise ValueError(f"{path} holds a {type(ck).__name__}, not a dict of weights")
     if ck.get("format") == FORMAT:
         return ck["state_dict"], ck.get("meta") or {}
     return ck, ck.get("meta") or {}

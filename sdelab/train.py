@@ -208,8 +208,7 @@ def train(model: nn.Module, sde, data: torch.Tensor | Callable, *, steps: int, b
             losses.extend(vals)
             bad = [v for v in vals if not math.isfinite(v)]
             if bad:
-                raise FloatingPointError(f"non-finite training loss {bad[0]} at or before step {step}; lower lr or "
-                                         f"check the data (last checkpoint: {path})")
+                _diverged(f"non-finite training loss {bad[0]} at or before step {step}", path)
 
     from tqdm.auto import tqdm
 
@@ -257,6 +256,8 @@ def train(model: nn.Module, sde, data: torch.Tensor | Callable, *, steps: int, b
                 if path is not None and (step % checkpoint_every == 0 or step == steps or timed):
                     flush()
                     rng = par.rng_state(generator)  # on every process: it may gather theirs
+                    if not all(bool(torch.isfinite(p).all()) for p in params):
+                        _diverged(f"non-finite network weights after step {step}", path)
                     if par.is_main:
                         save_checkpoint(path, state(rng))
                     saved = time.perf_counter()
@@ -280,12 +281,23 @@ def train(model: nn.Module, sde, data: torch.Tensor | Callable, *, steps: int, b
                        seconds=time.perf_counter() - t0, checkpoint=str(path) if path is not None else None)
 
 
+def _diverged(what: str, path: Path | None):
+    """Stop a diverging run (never overwriting the last good checkpoint with it)."""
+    kept = f"the last good checkpoint {path} is kept" if path is not None and path.exists() else \
+        "no checkpoint was written"
+    raise FloatingPointError(f"training diverged: {what}; lower the learning rate or check the data ({kept})")
+
+
 def _resume(path: Path, model, ema, opt, config: dict, meta: dict | None, par, generator):
     """Load the checkpoint at `path` into model, EMA and optimizer after checking it was written by the same kind of
     run; returns `(step, losses, generator)`."""
-    ck = load_checkpoint(path)
+    try:
+        ck = load_checkpoint(path)
+    except ValueError as e:
+        raise ValueError(f"{e}; it is left untouched: move it or train into another path") from None
     if not isinstance(ck, dict) or ck.get("format") != "sdelab-train-v1":
-        raise ValueError(f"checkpoint {path} is not a training checkpoint of sdelab.train")
+        raise ValueError(f"checkpoint {path} is not a training checkpoint of sdelab.train; it is left untouched: "
+                         f"move it or train into another path")
     old_meta = ck.get("meta") or {}
     differ = [f"{k}: {old_meta.get(k)!r} in the file, {v!r} now" for k, v in (meta or {}).items()
               if k in old_meta and old_meta[k] != v]

@@ -21,8 +21,8 @@ def test_help(argv, capsys):
 
 
 BAD = [
-    (["train", "toy", "--steps", "-3"], "sdelab: error: --steps must be a positive integer, got -3"),
-    (["train", "toy", "--steps", "abc"], "sdelab: error: --steps must be a positive integer, got abc"),
+    (["train", "toy", "--steps", "-3"], "sdelab: error: --steps must be an integer in [1, 100_000_000], got -3"),
+    (["train", "toy", "--steps", "abc"], "sdelab: error: --steps must be an integer in [1, 100_000_000], got abc"),
     (["train", "mnist", "--lr", "0"], "sdelab: error: --lr must be a number > 0, got 0"),
     (["train", "toy", "--dataset", "nope"], "sdelab: error: --dataset: invalid choice: 'nope'"),
     (["train", "toy", "--ema-decay", "1.5"], "sdelab: error: --ema-decay must lie in [0, 1)"),
@@ -51,7 +51,7 @@ def test_module_entry_point_exits_2_without_traceback():
     r = subprocess.run([sys.executable, "-m", "sdelab", "train", "toy", "--steps", "-3"], capture_output=True,
                        text=True, env=env, timeout=120)
     assert r.returncode == 2
-    assert r.stderr == "sdelab: error: --steps must be a positive integer, got -3\n"
+    assert r.stderr == "sdelab: error: --steps must be an integer in [1, 100_000_000], got -3\n"
 
 
 def test_train_toy_then_sample_from_its_checkpoint(tmp_path, capsys):
@@ -128,3 +128,77 @@ def test_checkpoints_write_to_the_user_cache_or_directory(tmp_path, monkeypatch,
     assert main(["checkpoints", "--only", "ring", "--directory", str(tmp_path / "w"), "--no-progress"]) == 0
     assert calls[-1][1]["directory"] == tmp_path / "w"
     assert f"weights written to {tmp_path / 'w'}" in capsys.readouterr().out
+
+
+def _nan_checkpoint(tmp_path):
+    """A toy model whose weights are NaN: every sample it draws is NaN."""
+    from sdelab.recipes import toy_spec
+
+    model = hub.build_model(toy_spec(16, 1))
+    with torch.no_grad():
+        model.out.bias.fill_(float("nan"))
+    meta = {"model": toy_spec(16, 1), "sde": hub.sde_spec(__import__("sdelab").VPSDE()), "prediction": "eps",
+            "shape": [2]}
+    hub.export_weights("nan", model, meta, directory=tmp_path, half=False)
+    return tmp_path / "nan.safetensors"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli_faults")
+    ck = d / "toy.pt"
+    assert main(["train", "toy", "--steps", "5", "--batch-size", "16", "--hidden", "16", "--depth", "1", "--out",
+                 str(ck), "--no-progress", "--device", "cpu"]) == 0
+    (d / "text.txt").write_text("hello")
+    (d / "img.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 100)
+    (d / "empty.pt").write_bytes(b"")
+    (d / "trunc.pt").write_bytes(ck.read_bytes()[: ck.stat().st_size // 2])
+    (d / "adir").mkdir()
+    (d / "adir.png").mkdir()
+    return d
+
+
+def _sample(d, *extra):
+    return ["sample", "--checkpoint", str(d / "toy.pt"), "--steps", "3", "--n", "4", "--out", str(d / "s.pt"), *extra]
+
+
+FAULTS = {  # name -> (argv from the folder, start of the one-line error)
+    "device bogus": (lambda d: _sample(d, "--device", "bogus"), "--device must be cpu, cuda or cuda:N"),
+    "train device bogus": (lambda d: ["train", "toy", "--device", "bogus"], "--device must be cpu, cuda"),
+    "out is a directory": (lambda d: ["train", "toy", "--steps", "2", "--out", str(d / "adir"), "--device", "cpu"],
+                           "checkpoint must be a file path"),
+    "out is a text file": (lambda d: ["train", "toy", "--steps", "2", "--out", str(d / "text.txt"), "--device",
+                                      "cpu", "--no-progress"], "is not a readable checkpoint"),
+    "sample out is a directory": (lambda d: _sample(d)[:-2] + ["--out", str(d / "adir.png")], "--out must be a file"),
+    "checkpoint text": (lambda d: ["sample", "--checkpoint", str(d / "text.txt")], "is not a readable checkpoint"),
+    "checkpoint png": (lambda d: ["sample", "--checkpoint", str(d / "img.png")], "is not a file of tensors"),
+    "checkpoint empty": (lambda d: ["sample", "--checkpoint", str(d / "empty.pt")], "is not a readable checkpoint"),
+    "checkpoint truncated": (lambda d: ["sample", "--checkpoint", str(d / "trunc.pt")], "is not a readable"),
+    "guidance 1e30": (lambda d: _sample(d, "--guidance", "1e30"), "--guidance must be a number in [0, 100]"),
+    "huge n": (lambda d: _sample(d, "--n", "10000000000000"), "--n must be an integer in [1, 100_000]"),
+    "huge batch": (lambda d: _sample(d, "--batch-size", "10000000000000"), "--batch-size must be an integer in"),
+    "huge sample steps": (lambda d: _sample(d, "--steps", "10000000000000"), "--steps must be an integer in"),
+    "huge train steps": (lambda d: ["train", "toy", "--steps", "10000000000000"], "--steps must be an integer in"),
+    "diverging lr": (lambda d: ["train", "toy", "--steps", "100", "--lr", "1e6", "--hidden", "16", "--depth", "1",
+                                "--out", str(d / "lr.pt"), "--device", "cpu", "--no-progress"],
+                     "training diverged: non-finite"),
+}
+if not torch.cuda.is_available():
+    FAULTS["device cuda"] = (lambda d: _sample(d, "--device", "cuda"), "--device cuda: CUDA is not available")
+
+
+@pytest.mark.parametrize("case", sorted(FAULTS))
+def test_faults_give_one_line_and_status_2(case, files, capsys):
+    argv, message = FAULTS[case]
+    assert main(argv(files)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sdelab: error: ") and message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err and "weights_only=False" not in err
+
+
+def test_non_finite_samples_are_not_written(files, capsys):
+    ck, out = _nan_checkpoint(files / "nan"), files / "nan.pt"
+    assert main(["sample", "--checkpoint", str(ck), "--steps", "3", "--n", "4", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sdelab: error: ") and "NaN" in err and err.count("\n") == 1  # the sampler's or ours
+    assert not out.exists()

@@ -200,3 +200,22 @@ def test_a_second_ctrl_c_inside_the_update_waits_for_the_step(tmp_path, monkeypa
     assert resumed.losses == reference.losses
     for a, b in zip(resumed.ema.state_dict().values(), reference.ema.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_diverging_training_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    """lr = 1e6 blows the weights up: training stops with one FloatingPointError, and the checkpoint on disk is the
+    last one whose weights were finite (never the diverged state)."""
+    from sdelab.checkpoint import load_checkpoint
+    from sdelab.nets import MLPScore
+    from sdelab.sde import VPSDE
+    from sdelab.train import train
+
+    torch.manual_seed(0)
+    path = tmp_path / "div.pt"
+    with pytest.raises(FloatingPointError, match="training diverged: .*the last good checkpoint"):
+        train(MLPScore(dim=2, hidden=16, depth=1), VPSDE(), torch.randn(64, 2), steps=200, batch_size=16, lr=1e6,
+              checkpoint=path, checkpoint_every=1, log_every=1, device="cpu", progress=False, grad_clip=None,
+              generator=torch.Generator().manual_seed(0))
+    ck = load_checkpoint(path)
+    assert 1 <= ck["step"] < 200
+    assert all(torch.isfinite(v).all() for v in ck["model"].values())
