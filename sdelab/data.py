@@ -70,38 +70,66 @@ def data_dir(root=None) -> Path:
     return cache_dir("mnist")
 
 
-def read_idx(path) -> np.ndarray:
+MAX_IDX_BYTES = 256 * 2**20
+"""Largest data section `read_idx` accepts by default (MNIST's training images are 47 MB)."""
+
+
+def read_idx(path, *, max_bytes: int = MAX_IDX_BYTES, shape: tuple | None = None) -> np.ndarray:
     """Parse an IDX file (raw or gzip, detected from its first bytes) into a NumPy array in native byte order.
 
     Format: magic number `0x00 0x00 <type> <ndim>`, then `ndim` big-endian uint32 sizes, then the data in C order,
     big-endian. Types: 0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64.
 
+    The header is read first and its declared size checked against `max_bytes` (and `shape`) before any data is
+    read; a gzip file is then decompressed incrementally, exactly the declared number of bytes (plus one to see that
+    nothing follows), so a small hostile file cannot make it allocate more than `max_bytes`.
+
+    Args:
+        path: the file.
+        max_bytes: largest data section accepted.
+        shape: the expected dims, `None` entries free (e.g. `(None, 28, 28)`), or None for any.
     Raises:
-        ValueError: if the file is not a well-formed IDX file (bad magic, unknown type, wrong length).
+        ValueError: if the file is not a well-formed IDX file (bad magic, unknown type, wrong length), declares more
+            than `max_bytes` bytes, or has another shape than `shape`.
     """
     path = Path(path)
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as e:
-            raise ValueError(f"{path}: corrupt gzip stream ({e})") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+    with open(path, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    try:
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+            return _read_idx(f, path, max_bytes, shape)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        if not gz:
+            raise
+        raise ValueError(f"{path}: corrupt gzip stream ({e})") from None
+
+
+def _read_idx(f, path: Path, max_bytes: int, shape) -> np.ndarray:
+    head = f.read(4)
+    if len(head) < 4 or head[0] != 0 or head[1] != 0:
         raise ValueError(f"{path}: not an IDX file (the magic number must start with two zero bytes)")
-    code, ndim = raw[2], raw[3]
+    code, ndim = head[2], head[3]
     if code not in _IDX_DTYPES:
         raise ValueError(f"{path}: unknown IDX type code 0x{code:02X}; allowed: "
                          + ", ".join(f"0x{c:02X}" for c in _IDX_DTYPES))
-    if ndim < 1 or len(raw) < 4 + 4 * ndim:
+    sizes = f.read(4 * ndim)
+    if ndim < 1 or len(sizes) < 4 * ndim:
         raise ValueError(f"{path}: IDX header declares {ndim} dimensions but the file is too short for them")
-    dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+    dims = tuple(int(d) for d in np.frombuffer(sizes, ">u4", count=ndim))
+    if shape is not None and (len(shape) != ndim or any(s is not None and s != d for s, d in zip(shape, dims))):
+        want = ", ".join("N" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "")
+        raise ValueError(f"{path}: IDX dims {dims}, expected shape ({want})")
     dtype = _IDX_DTYPES[code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    have = len(raw) - 4 - 4 * ndim
+    expected = int(np.prod(dims, dtype=object)) * dtype.itemsize
+    if expected > max_bytes:
+        raise ValueError(f"{path}: IDX header declares dims {dims} ({expected:,} bytes), more than max_bytes = "
+                         f"{max_bytes:,}; refusing to read it")
+    raw = f.read(expected)
+    have = len(raw) + (len(f.read(1 << 16)) if len(raw) == expected else 0)
     if have != expected:
-        raise ValueError(f"{path}: IDX dims {dims} need {expected} data bytes, the file holds {have}")
-    arr = np.frombuffer(raw, dtype, offset=4 + 4 * ndim).reshape(dims)
-    return arr.astype(dtype.newbyteorder("="))
+        raise ValueError(f"{path}: IDX dims {dims} need {expected} data bytes, the file holds {have}"
+                         + (" or more" if have == expected + (1 << 16) else ""))
+    return np.frombuffer(raw, dtype).reshape(dims).astype(dtype.newbyteorder("="))
 
 
 def _fetch(url: str, timeout: float) -> bytes:
@@ -168,7 +196,7 @@ def _to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, t
 
 
 def _load_idx_pair(img_path: Path, lab_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    images, labels = read_idx(img_path), read_idx(lab_path)
+    images, labels = read_idx(img_path, shape=(None, 28, 28)), read_idx(lab_path, shape=(None,))
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
         raise ValueError(f"{img_path}: expected uint8 images of shape (N, 28, 28), got {images.dtype} {images.shape}")
     if labels.ndim != 1 or labels.shape[0] != images.shape[0]:

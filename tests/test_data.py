@@ -170,3 +170,42 @@ def test_unreachable_mirrors_fail_fast_and_are_remembered(tmp_path, monkeypatch)
     with pytest.warns(UserWarning, match="no MNIST mirror could be reached"):
         mnist("test", root=tmp_path)
     assert len(calls) == len(data.MNIST_MIRRORS)  # not retried in this session
+
+
+def _gzip_bomb(path, header: bytes, zeros: int) -> None:
+    """A gzip file: `header`, then `zeros` zero bytes, compressed in a stream (~1000:1) without holding them."""
+    with gzip.open(path, "wb") as f:
+        f.write(header)
+        block = bytes(1 << 20)
+        for _ in range(zeros >> 20):
+            f.write(block)
+
+
+@pytest.mark.parametrize("dims,message", [
+    ((60000, 28, 28, 1000), "more than max_bytes"),  # declares 47 GB
+    ((10,), r"need 10 data bytes, the file holds 65546 or more"),  # small header, 50 MB of zeros behind it
+])
+def test_read_idx_gzip_bomb_is_refused_with_bounded_memory(tmp_path, dims, message):
+    import tracemalloc
+
+    path = tmp_path / "bomb.gz"
+    _gzip_bomb(path, bytes([0, 0, 0x08, len(dims)]) + np.array(dims, ">u4").tobytes(), 50 << 20)
+    assert path.stat().st_size < 200_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=message):
+            read_idx(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5 << 20, f"read_idx allocated {peak / 2**20:.1f} MiB for a {path.stat().st_size} byte file"
+
+
+def test_read_idx_checks_the_expected_shape_before_reading(tmp_path):
+    path = tmp_path / "x.idx"
+    path.write_bytes(_idx_bytes(np.zeros((2, 3), np.uint8), 0x08, "u1"))
+    assert read_idx(path, shape=(None, 3)).shape == (2, 3)
+    with pytest.raises(ValueError, match=r"IDX dims \(2, 3\), expected shape \(N, 28, 28\)"):
+        read_idx(path, shape=(None, 28, 28))
+    with pytest.raises(ValueError, match="more than max_bytes = 5"):
+        read_idx(path, max_bytes=5)
