@@ -26,7 +26,8 @@ from .checkpoint import atomic_write, safe_load
 from .utils import cache_dir
 
 __all__ = ["pretrained", "available", "info", "locate", "export_weights", "load_extra", "load_file", "file_meta",
-           "build_model", "build_sde", "sde_spec", "user_dir", "WEIGHTS_DIR", "MODEL_CLASSES"]
+           "build_model", "build_sde", "sde_spec", "user_dir", "WEIGHTS_DIR", "MODEL_CLASSES", "MODEL_KWARGS",
+           "MAX_PARAMETERS", "spec_shapes"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 FORMAT = "sdelab-weights-v1"
@@ -42,14 +43,75 @@ def user_dir() -> Path:
     return cache_dir("weights")
 
 
-def build_model(spec: dict) -> nn.Module:
-    """A freshly initialised network from its spec `{"class": name, "kwargs": {...}}`."""
+_INT, _EMB = "int", ("sinusoidal", "fourier")
+MODEL_KWARGS = {
+    "MLPScore": {"dim": (_INT, 1, 4096), "hidden": (_INT, 1, 4096), "depth": (_INT, 1, 64), "emb_dim": (_INT, 4, 4096),
+                 "embedding": _EMB, "num_classes": (_INT, 1, 1000, None)},
+    "UNet": {"in_channels": (_INT, 1, 16), "channels": ("ints", 1, 1024), "base": (_INT, 1, 256),
+             "num_res_blocks": (_INT, 1, 8), "emb_dim": (_INT, 4, 4096, None), "num_classes": (_INT, 1, 1000, None),
+             "groups": (_INT, 1, 64), "dropout": ("float", 0, 1), "attention": (True, False),
+             "attention_heads": (_INT, 1, 64), "embedding": _EMB},
+    "MNISTClassifier": {"channels": ("ints", 1, 1024), "hidden": (_INT, 1, 4096), "dropout": ("float", 0, 1)},
+}
+"""The constructor arguments a spec may pass to each class of `MODEL_CLASSES`, with their allowed values:
+`(kind, lo, hi[, None])` (None allowed where listed) or a tuple of choices. A file's metadata is untrusted input."""
+MAX_PARAMETERS = 200_000_000
+"""Most parameters a spec may ask for (800 MB in float32); counted on the `meta` device before anything is built."""
+
+
+def _check_kwargs(cls: str, kwargs: dict) -> None:
+    allowed = MODEL_KWARGS[cls]
+    for k, v in kwargs.items():
+        rule = allowed.get(k)
+        if rule is None:
+            raise ValueError(f"model spec: {cls} takes no argument {k!r}; allowed: {', '.join(allowed)}")
+        if rule[0] in (_INT, "float", "ints"):
+            kind, lo, hi = rule[:3]
+            if v is None and rule[3:] == (None,):
+                continue
+            is_list = isinstance(v, (list, tuple)) and 1 <= len(v) <= 8
+            items = v if kind == "ints" and is_list else [v]
+            num = (int,) if kind != "float" else (int, float)
+            ok = (kind == "ints") == is_list
+            ok = ok and all(isinstance(i, num) and not isinstance(i, bool) and lo <= i <= hi for i in items)
+            ok = ok and (kind != "float" or v < hi)
+            if not ok:
+                what = {"int": "an integer", "float": "a number", "ints": "a list of 1 to 8 integers, each"}[kind]
+                raise ValueError(f"model spec: {cls} argument {k} must be {what} in [{lo}, {hi}], got {v!r}")
+        elif v not in rule:
+            raise ValueError(f"model spec: {cls} argument {k} must be one of {rule}, got {v!r}")
+
+
+def _construct(spec: dict) -> tuple[type, dict]:
     if not isinstance(spec, dict) or spec.get("class") not in MODEL_CLASSES:
         raise ValueError(f"model spec must be a dict with 'class' in {tuple(MODEL_CLASSES)}, got {spec!r}")
-    kwargs = dict(spec.get("kwargs", {}))
+    kwargs = spec.get("kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"model spec: kwargs must be a dict, got {kwargs!r}")
+    kwargs = dict(kwargs)
+    _check_kwargs(spec["class"], kwargs)
     if "channels" in kwargs and kwargs["channels"] is not None:
         kwargs["channels"] = tuple(kwargs["channels"])
-    cls = getattr(importlib.import_module(MODEL_CLASSES[spec["class"]]), spec["class"])
+    return getattr(importlib.import_module(MODEL_CLASSES[spec["class"]]), spec["class"]), kwargs
+
+
+def spec_shapes(spec: dict) -> dict:
+    """`{name: shape}` of the state dict the spec's network has, found on the `meta` device (no memory used);
+    `ValueError` if it asks for more than `MAX_PARAMETERS` parameters."""
+    cls, kwargs = _construct(spec)
+    with torch.device("meta"):
+        model = cls(**kwargs)
+    n = sum(p.numel() for p in model.parameters())
+    if n > MAX_PARAMETERS:
+        raise ValueError(f"model spec {spec!r} asks for {n:,} parameters, more than MAX_PARAMETERS = {MAX_PARAMETERS:,}")
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def build_model(spec: dict) -> nn.Module:
+    """A freshly initialised network from its spec `{"class": name, "kwargs": {...}}` (arguments checked against
+    `MODEL_KWARGS`, size against `MAX_PARAMETERS`, before any memory is allocated)."""
+    spec_shapes(spec)
+    cls, kwargs = _construct(spec)
     return cls(**kwargs)
 
 
@@ -185,6 +247,14 @@ def _read(path: Path) -> tuple[dict, dict]:
 
 def _rebuild(meta: dict, state: dict, device) -> nn.Module:
     """The network of `meta["model"]` with `state` (cast to its dtypes), `model.prediction` from `meta`, in eval mode."""
+    want = spec_shapes(meta["model"])  # the spec's shapes, before building anything
+    got = {k: tuple(v.shape) for k, v in state.items() if not k.startswith(_EXTRA)}
+    bad = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
+    if bad:
+        k = bad[0]
+        raise ValueError(f"the weights do not fit the network the metadata describes: {len(bad)} tensor(s) differ, "
+                         f"e.g. {k!r}: {got.get(k, 'missing')} in the file, {want.get(k, 'not in the network')} "
+                         f"in the spec")
     model = build_model(meta["model"])
     ref = model.state_dict()
     model.load_state_dict({k: v.to(ref[k].dtype) if k in ref else v for k, v in state.items()

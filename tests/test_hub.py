@@ -179,3 +179,51 @@ def test_build_sde_round_trip():
     for sde in (VPSDE(beta_max=15.0, schedule="cosine"), SubVPSDE(), VESDE(sigma_max=10.0)):
         again = hub.build_sde(hub.sde_spec(sde))
         assert repr(again) == repr(sde)
+
+
+HOSTILE_SPECS = [
+    ({"class": "UNet", "kwargs": {"in_channels": 1, "base": 4096}}, "base must be an integer in"),
+    ({"class": "UNet", "kwargs": {"channels": [100000, 2]}}, "channels must be a list of 1 to 8 integers"),
+    ({"class": "UNet", "kwargs": {"base": 16, "evil": 1}}, "takes no argument 'evil'"),
+    ({"class": "MLPScore", "kwargs": {"hidden": 4096, "depth": 64}}, "more than MAX_PARAMETERS"),
+    ({"class": "MLPScore", "kwargs": {"hidden": "128"}}, "hidden must be an integer"),
+    ({"class": "MNISTClassifier", "kwargs": {"hidden": True}}, "hidden must be an integer"),
+    ({"class": "os.system", "kwargs": {}}, "'class' in"),
+]
+
+
+@pytest.mark.parametrize("spec,message", HOSTILE_SPECS, ids=lambda v: str(v)[:40])
+def test_a_small_file_cannot_build_a_huge_network(tmp_path, spec, message):
+    """1 KB of metadata asking for UNet(base=4096) (gigabytes): refused before anything is allocated."""
+    import tracemalloc
+
+    from safetensors.torch import save_file
+
+    path = tmp_path / "hostile.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path), metadata={"meta": json.dumps({"model": spec})})
+    assert path.stat().st_size < 2000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=message):
+            hub.load_file(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 << 20
+
+
+def test_weights_that_do_not_fit_the_spec_are_refused_before_building(tmp_path):
+    from safetensors.torch import save_file
+
+    from sdelab.recipes import toy_spec
+
+    good = {k: v for k, v in hub.build_model(toy_spec(16, 1)).state_dict().items()}
+    bad = dict(good, **{"out.weight": torch.zeros(2, 17)})
+    for state, ok in ((good, True), (bad, False)):
+        path = tmp_path / f"{ok}.safetensors"
+        save_file(state, str(path), metadata={"meta": json.dumps({"model": toy_spec(16, 1)})})
+        if ok:
+            assert hub.load_file(path).out.weight.shape == (2, 16)
+        else:
+            with pytest.raises(ValueError, match=r"'out.weight': \(2, 17\) in the file, \(2, 16\) in the spec"):
+                hub.load_file(path)
