@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--guidance", type=NONNEG["--guidance"], default=None,
                     help="classifier-free guidance weight w, 0 <= w <= 100 (class-conditional models)")
     sp.add_argument("--batch-size", type=POS_INT["--batch-size"], default=500,
-                    help="samples per sampler call, at most 65_536 (the samples do not depend on it)")
+                    help="samples per sampler call, at most 65_536 (deterministic samplers give the same samples for "
+                         "any batch size; stochastic ones for any batch size >= --n)")
     sp.add_argument("--clip-x0", type=POS["--clip-x0"], default=None,
                     help="clamp the predicted x0 to [-c, c] (ddpm, ddim, dpm2m only; 1.0 for images)")
     sp.add_argument("--out", default="samples.png", help="output .png or .pt")

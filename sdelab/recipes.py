@@ -120,6 +120,14 @@ def generate(model, sde, n: int, *, sampler: str = "euler_maruyama", steps: int 
     `clip_x0` $= c$ clamps the predicted $\hat x_0$ to $[-c, c]$ (1.0 for images in $[-1, 1]$) in the samplers that
     use it, `ddpm`, `ddim` and `dpm2m` (see `sdelab.discrete.ddim_sample`); None (default) leaves them exact.
 
+    Determinism: the `n` starting points are drawn first, in one draw from `generator`, and then cut into batches
+    of `batch_size`, so the deterministic samplers (`pf_euler`, `heun`, `ddim`, `dpm2m`) give the same sample `i`
+    for any `batch_size` (up to float rounding of batched matrix products). The stochastic ones (`euler_maruyama`,
+    `pc`, `ddpm`) also draw noise at every step from the same generator, one batch after the other, so their
+    samples depend on `batch_size` unless it is at least `n` (one draw per step for a whole batch is what keeps them
+    fast; per-sample generators would need one draw per sample and step). `rk45` adapts its steps to the whole
+    batch, so its samples depend on the batch within the solver's tolerance.
+
     Returns:
         `(x, y)`: samples `(n, *shape)` on the CPU and the labels used `(n,)` (None for an unconditional model).
     """
@@ -144,14 +152,16 @@ def generate(model, sde, n: int, *, sampler: str = "euler_maruyama", steps: int 
             raise ValueError(f"label must lie in 0..{K - 1} (or -1 for unconditional), got {label!r}")
         y_all = torch.full((int(n),), int(label)) if label is not None else torch.arange(int(n)) % K
     ts = discrete.logsnr_time_grid(sde, steps, eps) if sampler == "dpm2m" else sde.time_grid(steps, eps)
-    out = []
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    out, batch_size = [], int(batch_size)
+    x_all = sde.prior_sample((int(n), *shape), generator=generator)  # all starting points first, on the CPU
     for i in range(0, int(n), batch_size):
         b = min(batch_size, int(n) - i)
         y = y_all[i:i + b].to(device) if y_all is not None else None
         wrap = score_fn if kind == "score" else eps_fn
         f = wrap(model, sde, prediction, y, guidance if y is not None else None)
-        x = sde.prior_sample((b, *shape), generator=generator, device=device)
-        out.append(fn(f, sde, x, ts, generator=generator, **extra).float().cpu())
+        out.append(fn(f, sde, x_all[i:i + b].to(device), ts, generator=generator, **extra).float().cpu())
     return torch.cat(out), y_all
 
 
