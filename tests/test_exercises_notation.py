@@ -92,3 +92,16 @@ def test_success_messages_are_one_short_line():
         for call in calls:
             message = ast.literal_eval(call.args[0])
             assert len("Correct! " + message) <= 90 and "\n" not in message, (name, message)
+
+
+@pytest.mark.parametrize("answer", ["__import__('os').system('touch /tmp/sdelab_pwned')",
+                                    ("__import__('os').system('touch /tmp/sdelab_pwned')", 1)])
+def test_string_answers_are_not_executed(answer, tmp_path, monkeypatch):
+    """sympify runs Python: a string answer goes through the AST whitelist first and is refused, never run."""
+    import os
+
+    ran = []
+    monkeypatch.setattr(os, "system", lambda cmd: ran.append(cmd) or 0)
+    with pytest.raises(WrongAnswer):
+        check_score_units(answer)
+    assert ran == []

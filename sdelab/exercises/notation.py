@@ -11,7 +11,7 @@ from fractions import Fraction
 
 import sympy as sp
 
-from ._core import WrongAnswer, correct, expect
+from ._core import WrongAnswer, _sympify, check_expression_string, correct, expect
 
 __all__ = ["DX", "DT", "exponents", "check_score_units", "check_g_units", "check_consistent_sdes", "SDE_MENU"]
 
@@ -19,6 +19,8 @@ DX, DT = sp.symbols("[x] [t]", positive=True)
 
 
 def _fraction(v, name: str) -> Fraction:
+    if isinstance(v, str):
+        check_expression_string(v, name)  # nsimplify would sympify (run) the string
     try:
         return Fraction(str(sp.nsimplify(v))) if not isinstance(v, Fraction) else v
     except (ValueError, TypeError, sp.SympifyError) as e:
@@ -31,11 +33,7 @@ def exponents(dim, *, name: str = "the dimension") -> tuple[Fraction, Fraction]:
     if isinstance(dim, (tuple, list)):
         expect(len(dim) == 2, f"{name}: a pair of exponents (p, q) for [x]^p [t]^q has two entries, got {len(dim)}")
         return _fraction(dim[0], name), _fraction(dim[1], name)
-    try:
-        expr = sp.sympify(dim)
-    except (sp.SympifyError, TypeError) as e:
-        raise WrongAnswer(f"{name} should be a sympy expression in [x] and [t] or a pair (p, q), got "
-                          f"{type(dim).__name__}") from e
+    expr = _sympify(dim, name, "a sympy expression in [x] and [t] or a pair (p, q)")  # strings: AST-checked first
     by_name = {s.name: s for s in expr.free_symbols}
     unknown = sorted(set(by_name) - {"[x]", "[t]"})
     expect(not unknown, f"{name} may only use the base dimensions [x] and [t] (symbols named '[x]' and '[t]'), "
