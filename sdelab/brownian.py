@@ -12,12 +12,14 @@ Coarse and fine simulations can be driven by the *same* Brownian path: sum fine 
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from .utils import append_dims, as_time, check_finite
+from .validate import as_samples
 
 __all__ = [
     "check_increasing_grid", "brownian_increments", "brownian_path", "path_from_increments",
@@ -104,11 +106,24 @@ def brownian_path(ts, n_paths: int, dim: int | Sequence[int] = 1, *, generator: 
     return w.to(device) if device is not None else w
 
 
-def _coeff(c: Coeff, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor | float:
-    """Evaluate a drift/diffusion coefficient; a tensor of shape `(B,)` is broadcast per sample."""
+def _coeff(c: Coeff, x: torch.Tensor, t: torch.Tensor, name: str = "f") -> torch.Tensor | float:
+    """Evaluate a drift/diffusion coefficient; a tensor of shape `(B,)` is broadcast per sample. Anything else than a
+    real number or a real tensor that broadcasts to `x`'s shape (without changing it) raises `ValueError`."""
     v = c(x, t) if callable(c) else c
-    if torch.is_tensor(v) and v.ndim == 1 and x.ndim > 1 and v.shape[0] == x.shape[0]:
+    if isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)):
+        return v
+    if not torch.is_tensor(v) or v.is_complex() or v.dtype == torch.bool:
+        raise ValueError(f"{name} must give a real number or a tensor broadcastable to x {tuple(x.shape)}, got "
+                         f"{type(v).__name__ if not torch.is_tensor(v) else v.dtype}")
+    if v.ndim == 1 and x.ndim > 1 and v.shape[0] == x.shape[0]:
         v = append_dims(v, x.ndim)
+    try:
+        ok = torch.broadcast_shapes(v.shape, x.shape) == x.shape
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must give a real number or a tensor broadcastable to x {tuple(x.shape)}, got "
+                         f"shape {tuple(v.shape)}")
     return v
 
 
@@ -138,8 +153,9 @@ def euler_maruyama(f: Coeff, g: Coeff, x0: torch.Tensor, ts, *, generator: torch
     if not torch.is_tensor(x0) or x0.ndim < 1:
         raise ValueError(f"x0 must be a tensor of shape (B, ...) with a batch dimension, got {type(x0).__name__}"
                          + (f" of shape {tuple(x0.shape)}" if torch.is_tensor(x0) else ""))
+    x0 = as_samples("x0", x0)  # integers converted; complex, bool and an empty batch raise
     check_finite("x0", x0)
-    dtype = x0.dtype if x0.is_floating_point() else torch.get_default_dtype()
+    dtype = x0.dtype
     ts = check_increasing_grid(ts, dtype=dtype)
     n = ts.numel() - 1
     x = x0.to(dtype)
@@ -153,7 +169,7 @@ def euler_maruyama(f: Coeff, g: Coeff, x0: torch.Tensor, ts, *, generator: torch
     out = [x] if return_path else None
     for k in range(n):
         t, dt = ts_x[k], ts_x[k + 1] - ts_x[k]
-        x = x + _coeff(f, x, t) * dt + _coeff(g, x, t) * dw[k]
+        x = x + _coeff(f, x, t, "f") * dt + _coeff(g, x, t, "g") * dw[k]
         if return_path:
             out.append(x)
         if callback is not None:
@@ -212,6 +228,7 @@ def refine(ts, dw: torch.Tensor, factor: int, *, generator: torch.Generator | No
 
 
 def _flat_abs_err(x: torch.Tensor, x_ref: torch.Tensor) -> torch.Tensor:
+    x, x_ref = as_samples("x", x), as_samples("x_ref", x_ref)
     if x.shape != x_ref.shape:
         raise ValueError(f"x and x_ref must have the same shape, got {tuple(x.shape)} and {tuple(x_ref.shape)}")
     if x.ndim < 1:

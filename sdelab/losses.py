@@ -121,6 +121,9 @@ def dsm_loss(model: Callable, sde, x0: torch.Tensor, *, weighting: str | Callabl
     a, s = append_dims(alpha, x0.ndim), append_dims(sigma, x0.ndim)
     xt = a * x0 + s * eps
     out = model(xt, t) if y is None else model(xt, t, y)
+    if not torch.is_tensor(out):
+        raise ValueError(f"the model must return a tensor of the shape of x0 {tuple(x0.shape)}, got "
+                         f"{type(out).__name__}")
     if out.shape != x0.shape:
         raise ValueError(f"the model must return the shape of x0 {tuple(x0.shape)}, got {tuple(out.shape)}")
     out = out.to(dt)

@@ -18,12 +18,17 @@ import torch
 
 from .classifier import mnist_fid  # noqa: F401  (re-exported: sdelab.metrics.mnist_fid)
 from .utils import check_finite
+from .validate import as_samples
 
 __all__ = ["wasserstein_1d", "wasserstein_1d_to_cdf", "sliced_wasserstein", "mmd"]  # mnist_fid: documented in sdelab.classifier
 
 
 def _points(name: str, x, *, flat: bool = True) -> torch.Tensor:
+    if not torch.is_tensor(x) and not isinstance(x, (list, tuple)):
+        x = as_samples(name, x, min_ndim=0)  # NumPy arrays; None and other objects raise
     x = torch.as_tensor(x)
+    if x.is_complex() or x.dtype == torch.bool:
+        raise ValueError(f"{name} must be a real tensor (float, or integers that are converted), got {x.dtype}")
     if not x.is_floating_point():
         x = x.to(torch.get_default_dtype())
     if x.ndim < 1 or x.shape[0] < 1:

@@ -12,7 +12,9 @@ For a network these hold between the *predictions* ($\varepsilon_\theta$, $s_\th
 network, between the posterior means: $s^*(x_t) = -\mathbb E[\varepsilon \mid x_t]/\sigma$ and Tweedie's formula
 $\mathbb E[x_0 \mid x_t] = (x_t + \sigma^2 \nabla\log p_t(x_t))/\alpha$.
 The coefficients come from `sde.mean_coeff` and `sde.std`, so every affine SDE (VP, sub-VP, VE) is covered.
-Every function takes `x` of shape `(B, ...)`, a prediction of the same shape and `t` a scalar or `(B,)`.
+Every function takes `x` of shape `(B, ...)`, a prediction of the same shape and `t` a scalar or `(B,)`; NumPy arrays
+and integer tensors are converted, anything else (complex, None, an empty batch, another shape) raises `ValueError`
+naming the argument (`sdelab.validate`).
 """
 from __future__ import annotations
 
@@ -21,11 +23,22 @@ from typing import Callable
 import torch
 
 from .utils import append_dims, check_batch
+from .validate import as_samples, check_output
 
 __all__ = ["PREDICTIONS", "convert", "eps_to_score", "score_to_eps", "eps_to_x0", "x0_to_eps", "eps_to_v",
            "v_to_eps", "tweedie_denoiser", "eps_fn", "score_fn", "prediction_of"]
 
 PREDICTIONS = ("eps", "score", "x0", "v")
+
+
+def _prep(pred, x, t, sde, name: str):
+    """Validated `(pred, x, alpha, sigma)`: `x` and the prediction `name` real tensors `(B, ...)` of one shape
+    (NumPy arrays and integer tensors are converted, see `sdelab.validate`)."""
+    x = as_samples("x", x)
+    pred = as_samples(name, pred, dtype=x.dtype)
+    if pred.shape != x.shape:
+        raise ValueError(f"{name} must have the shape of x {tuple(x.shape)}, got {tuple(pred.shape)}")
+    return (pred, x, *_coeffs(sde, x, t))
 
 
 def _coeffs(sde, x: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,37 +62,37 @@ def _positive_sigma(sigma: torch.Tensor, t, sde) -> torch.Tensor:
 
 def eps_to_score(eps: torch.Tensor, x: torch.Tensor, t, sde) -> torch.Tensor:
     r"""$s = -\varepsilon/\sigma(t)$. Needs $\sigma(t) > 0$ (use $t \ge$ a small eps): `ValueError` naming `t` otherwise."""
-    _, sigma = _coeffs(sde, x, t)
+    eps, x, _, sigma = _prep(eps, x, t, sde, "eps")
     return -eps / _positive_sigma(sigma, t, sde)
 
 
 def score_to_eps(score: torch.Tensor, x: torch.Tensor, t, sde) -> torch.Tensor:
     r"""$\varepsilon = -\sigma(t)\,s$."""
-    _, sigma = _coeffs(sde, x, t)
+    score, x, _, sigma = _prep(score, x, t, sde, "score")
     return -sigma * score
 
 
 def eps_to_x0(eps: torch.Tensor, x: torch.Tensor, t, sde) -> torch.Tensor:
     r"""$x_0 = (x_t - \sigma(t)\,\varepsilon)/\alpha(t)$."""
-    alpha, sigma = _coeffs(sde, x, t)
+    eps, x, alpha, sigma = _prep(eps, x, t, sde, "eps")
     return (x - sigma * eps) / alpha
 
 
 def x0_to_eps(x0: torch.Tensor, x: torch.Tensor, t, sde) -> torch.Tensor:
     r"""$\varepsilon = (x_t - \alpha(t)\,x_0)/\sigma(t)$. Needs $\sigma(t) > 0$ (`ValueError` naming `t` otherwise)."""
-    alpha, sigma = _coeffs(sde, x, t)
+    x0, x, alpha, sigma = _prep(x0, x, t, sde, "x0")
     return (x - alpha * x0) / _positive_sigma(sigma, t, sde)
 
 
 def eps_to_v(eps: torch.Tensor, x: torch.Tensor, t, sde) -> torch.Tensor:
     r"""$v = \alpha\varepsilon - \sigma x_0$ with $x_0 = (x_t - \sigma\varepsilon)/\alpha$, i.e. $v = (r^2\varepsilon - \sigma x_t)/\alpha$, $r^2 = \alpha^2 + \sigma^2$."""
-    alpha, sigma = _coeffs(sde, x, t)
+    eps, x, alpha, sigma = _prep(eps, x, t, sde, "eps")
     return ((alpha**2 + sigma**2) * eps - sigma * x) / alpha
 
 
 def v_to_eps(v: torch.Tensor, x: torch.Tensor, t, sde) -> torch.Tensor:
     r"""$\varepsilon = (\sigma x_t + \alpha v)/(\alpha^2 + \sigma^2)$ (for VP the denominator is 1)."""
-    alpha, sigma = _coeffs(sde, x, t)
+    v, x, alpha, sigma = _prep(v, x, t, sde, "v")
     return (sigma * x + alpha * v) / (alpha**2 + sigma**2)
 
 
@@ -107,8 +120,7 @@ def convert(pred: torch.Tensor, x: torch.Tensor, t, sde, *, source: str, target:
     """
     _check_prediction("source", source)
     _check_prediction("target", target)
-    if pred.shape != x.shape:
-        raise ValueError(f"pred must have the shape of x {tuple(x.shape)}, got {tuple(pred.shape)}")
+    pred, x, _, _ = _prep(pred, x, t, sde, "pred")
     if source == target:
         return pred
     return _FROM_EPS[target](_TO_EPS[source](pred, x, t, sde), x, t, sde)
@@ -127,9 +139,7 @@ def tweedie_denoiser(score: torch.Tensor, x: torch.Tensor, t, sde) -> torch.Tens
     Returns:
         the posterior mean of $x_0$, `(B, ...)`.
     """
-    if score.shape != x.shape:
-        raise ValueError(f"score must have the shape of x {tuple(x.shape)}, got {tuple(score.shape)}")
-    alpha, sigma = _coeffs(sde, x, t)
+    score, x, alpha, sigma = _prep(score, x, t, sde, "score")
     return (x + sigma**2 * score) / alpha
 
 
@@ -178,17 +188,18 @@ def eps_fn(model: Callable, sde, prediction: str | None = None, y=None,
         guidance = float(guidance)
 
     def f(x: torch.Tensor, t) -> torch.Tensor:
+        x = as_samples("x", x)
         t = sde._t(t, x)
         check_batch(x, t)
         t = t.expand(x.shape[0]) if t.ndim == 0 or t.shape[0] == 1 else t
         labels = _labels(y, x.shape[0], x.device)
         if labels is None:
-            out = model(x, t)
+            out = check_output("model", model(x, t), x.shape)
         elif guidance is None:
-            out = model(x, t, labels)
+            out = check_output("model", model(x, t, labels), x.shape)
         else:
             both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, torch.full_like(labels, -1)]))
-            cond, uncond = both.chunk(2)
+            cond, uncond = check_output("model", both, (2 * x.shape[0], *x.shape[1:])).chunk(2)
             out = (1 + guidance) * cond - guidance * uncond
         return convert(out, x, t, sde, source=prediction, target="eps")
 

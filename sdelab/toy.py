@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .utils import append_dims, check_batch, check_finite
+from .validate import as_samples
 
 __all__ = ["GaussianMixture", "ring", "grid_mixture", "moons", "swiss_roll", "checkerboard", "DATASETS"]
 
@@ -150,12 +151,14 @@ class GaussianMixture:
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Exact $\\log p(x)$ of the mixture; `x`: `(B, ...)`, returns `(B,)`."""
+        x = as_samples("x", x, min_ndim=2, dtype=self.dtype)
         xf = self._flat(x)
         one = torch.ones(xf.shape[0], dtype=xf.dtype, device=xf.device)
         return torch.logsumexp(self._log_terms(xf, one, 0 * one)[0], dim=1)
 
     def log_prob_t(self, x: torch.Tensor, t, sde) -> torch.Tensor:
         r"""$\log p_t(x)$ of the mixture pushed through `sde`'s kernel to time `t` (scalar or `(B,)`); returns `(B,)`."""
+        x = as_samples("x", x, min_ndim=2, dtype=self.dtype)
         xf = self._flat(x)
         alpha, sigma = self._coeffs(x, t, sde)
         return torch.logsumexp(self._log_terms(xf, alpha, sigma)[0], dim=1)
@@ -209,6 +212,7 @@ class GaussianMixture:
         Returns:
             `(B, ...)`, the shape of `x`. Responsibilities use a log-sum-exp, so far-away `x` stays finite.
         """
+        x = as_samples("x", x, min_ndim=2, dtype=self.dtype)
         xf = self._flat(x)
         if sde is None:
             if t is not None:
