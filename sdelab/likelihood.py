@@ -134,7 +134,7 @@ def hutchinson_divergence(fn: ScoreFn, x: torch.Tensor, t: torch.Tensor,
 # ---------------------------------------------------------------------- the log-likelihood
 def log_likelihood(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, *, eps: float = 1e-5,
                    divergence: str = "exact", n_probes: int = 1, probe: str = "rademacher",
-                   rtol: float = 1e-5, atol: float = 1e-5, method: str = "RK45",
+                   rtol: float | None = None, atol: float | None = None, method: str = "RK45",
                    generator: torch.Generator | None = None,
                    prior_logp: Callable[[torch.Tensor], torch.Tensor] | None = None):
     r"""Log-density $\log p_\epsilon(x)$ by the probability-flow ODE and the instantaneous change of variables.
@@ -158,7 +158,13 @@ def log_likelihood(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, *, eps: float =
         divergence: `"exact"` (autograd trace, $D$ backward passes: low dimensions) or `"hutchinson"`.
         n_probes: number of Hutchinson probes per sample (averaged), >= 1.
         probe: `"rademacher"` or `"gaussian"` Hutchinson probes.
-        rtol, atol: tolerances of `solve_ivp`, applied to every entry of the state $[x, \ell]$.
+        rtol, atol: tolerances of `solve_ivp`, applied to every entry of the state $[x, \ell]$. Default (None):
+            `1e-5` with the exact divergence, which has no estimator noise to hide a solver error, and `1e-3`
+            with Hutchinson's, where the solver error is far below the estimator's own noise. Measured:
+            on the 8-mode ring (exact score, 256 points, against `1e-9`) `1e-3` moves bits/dim by 0.0022 on
+            average (max 0.08) with 56 evaluations instead of 110 at `1e-5`, while one Rademacher probe has a
+            per-point noise of 0.77 bits/dim; on the MNIST UNet (issue 13) `1e-3` moves bits/dim by 0.0006 on
+            average (max 0.0055) with 86 evaluations instead of 350, under a one-probe noise of 0.032 per image.
         method: `solve_ivp` method (`"RK45"`, `"DOP853"`, ...).
         generator: draws the Hutchinson probes, once per call (unused with `"exact"`).
         prior_logp: `z -> (B,)` log-density at time $T$; default `sde.prior_logp` ($\mathcal N(0, \sigma_T^2 I)$).
@@ -179,8 +185,9 @@ def log_likelihood(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, *, eps: float =
     eps = float(eps)
     if not 0 < eps < sde.T:
         raise ValueError(f"eps must lie in (0, T) = (0, {sde.T:g}), got {eps!r}")
-    check_positive("rtol", rtol)
-    check_positive("atol", atol)
+    loose = divergence == "hutchinson"
+    rtol = check_positive("rtol", (1e-3 if loose else 1e-5) if rtol is None else rtol)
+    atol = check_positive("atol", (1e-3 if loose else 1e-5) if atol is None else atol)
 
     shape, dtype, device = x.shape, x.dtype, x.device
     B, D = shape[0], x[0].numel()

@@ -159,7 +159,7 @@ def test_hutchinson_is_reproducible_and_averages_probes(gauss):
     many, _ = log_likelihood(rfn, sde, x, divergence="hutchinson", n_probes=16, generator=gen(7))
     assert (many - exact).abs().mean() < 0.5 * (a - exact).abs().mean()
     # for Gaussian data the score Jacobian is a multiple of I, so a Rademacher probe is exact
-    g, _ = log_likelihood(fn, sde, x, divergence="hutchinson", generator=gen(7))
+    g, _ = log_likelihood(fn, sde, x, divergence="hutchinson", generator=gen(7), rtol=1e-5, atol=1e-5)
     e, _ = log_likelihood(fn, sde, x)
     assert (g - e).abs().max() < 1e-6
 
@@ -180,9 +180,15 @@ def test_hutchinson_on_image_batches(images):
     sde = VPSDE()
     exact = mix.log_prob_t(x, EPS, sde)
     rad, info = log_likelihood(mix.score_fn(sde), sde, x, divergence="hutchinson", prior_logp=exact_prior(mix, sde),
-                               generator=gen(3))
+                               generator=gen(3), rtol=1e-5, atol=1e-5)
     assert rad.shape == (4,) and info["z"].shape == (4, 1, 28, 28)
     assert (rad - exact).abs().max() < 2e-2
+    # the Hutchinson default tolerance (1e-3) needs fewer evaluations and stays far below one probe's noise:
+    # measured 0.046 nats (8.5e-5 bits/dim) at 1e-3 against 5.5e-3 nats at 1e-5
+    loose, info_l = log_likelihood(mix.score_fn(sde), sde, x, divergence="hutchinson",
+                                   prior_logp=exact_prior(mix, sde), generator=gen(3))
+    assert info_l["nfe"] < info["nfe"] and (loose - exact).abs().max() < 0.1
+    assert (loose - exact).abs().max() > (rad - exact).abs().max()   # the default is really looser
     gau, _ = log_likelihood(mix.score_fn(sde), sde, x, divergence="hutchinson", probe="gaussian",
                             prior_logp=exact_prior(mix, sde), generator=gen(3))
     probes = draw_probes(x, 1, "gaussian", generator=gen(3))[0]  # the same probes, drawn again
@@ -207,7 +213,7 @@ def test_image_bits_per_dim(images):
     mix, _ = images
     sde = VPSDE()
     levels = torch.randint(0, 256, (3, 1, 28, 28), generator=gen(4), dtype=torch.uint8)
-    kw = dict(generator=gen(5), prior_logp=exact_prior(mix, sde))
+    kw = dict(generator=gen(5), prior_logp=exact_prior(mix, sde), rtol=1e-5, atol=1e-5)
     bpd, info = image_bits_per_dim(mix.score_fn(sde), sde, levels, dtype=F64, **kw)
     x = info["x"]
     # dequantised into the right cell: x = 2(k + u)/256 - 1 with u in [0, 1)
