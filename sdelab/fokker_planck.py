@@ -26,6 +26,7 @@ from typing import Callable
 
 import numpy as np
 import scipy.sparse as sps
+import torch
 from scipy.integrate import solve_ivp
 
 __all__ = ["solve", "cell_grid", "mass", "l1_distance", "current", "gaussian_mixture_pdf", "sde_coefficients"]
@@ -45,7 +46,7 @@ def cell_grid(lo: float, hi: float, n: int) -> np.ndarray:
 
 
 def _spacing(x) -> float:
-    x = np.asarray(x, dtype=float)
+    x = _real("x", x)
     if x.ndim != 1 or x.size < 3:
         raise ValueError(f"x must be a 1-D grid of at least 3 points, got shape {x.shape}")
     if not np.isfinite(x).all():
@@ -93,13 +94,27 @@ def sde_coefficients(sde) -> tuple[Drift, Callable[[float], float]]:
     return f, g
 
 
+def _real(name: str, v) -> np.ndarray:
+    """`v` as a float array; `ValueError` naming `name` for None, complex or non-numeric values (NumPy would turn
+    None into NaN and drop an imaginary part silently)."""
+    if v is None or np.iscomplexobj(v) or (torch.is_tensor(v) and v.is_complex()):
+        raise ValueError(f"{name} must be real numbers, got {'None' if v is None else 'complex values'}")
+    try:
+        return np.asarray(v.detach().cpu() if torch.is_tensor(v) else v, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be real numbers, got {type(v).__name__}") from None
+
+
 def _coefficients(f: Drift, g, xf: np.ndarray, t: float) -> tuple[np.ndarray, float]:
-    fv = np.asarray(f(xf, t), dtype=float)
+    fv = _real("f(x, t)", f(xf, t))
     if fv.shape == ():
         fv = np.full_like(xf, float(fv))
     if fv.shape != xf.shape:
         raise ValueError(f"f(x, t) must return an array of the shape of x, {xf.shape}, got {fv.shape}")
-    gv = float(g(t)) if callable(g) else float(g)
+    gv = _real("g(t)", g(t) if callable(g) else g)
+    if gv.size != 1:
+        raise ValueError(f"g(t) must be one number (it may not depend on x), got shape {gv.shape}")
+    gv = float(gv.reshape(()))
     if not (np.isfinite(fv).all() and np.isfinite(gv)):
         raise ValueError(f"f and g must be finite; at t = {t:g} they are not")
     if gv < 0:
@@ -137,7 +152,7 @@ def current(p, x, f: Drift, g, t: float) -> tuple[np.ndarray, np.ndarray]:
     """
     h = _spacing(x)
     x = np.asarray(x, dtype=float)
-    p = np.asarray(p, dtype=float)
+    p = _real("p", p)
     if p.shape != x.shape:
         raise ValueError(f"p must have the shape of x, {x.shape}, got {p.shape}")
     xf = 0.5 * (x[1:] + x[:-1])
@@ -168,7 +183,7 @@ def solve(f: Drift, g, p0, x, ts, *, method: str = "BDF", rtol: float = 1e-8, at
     """
     h = _spacing(x)
     x = np.asarray(x, dtype=float)
-    p0 = np.asarray(p0, dtype=float)
+    p0 = _real("p0", p0)
     if p0.shape != x.shape:
         raise ValueError(f"p0 must have the shape of x, {x.shape}, got {p0.shape}")
     if not np.isfinite(p0).all():

@@ -136,3 +136,25 @@ def test_helpers_validate():
     x = fp.cell_grid(-1, 1, 4)
     assert fp.mass(np.full(4, 0.5), x) == pytest.approx(1.0)
     assert fp.solve(lambda x, t: 0 * x, 1.0, np.full(4, 0.5), x, [0.3]).shape == (1, 4)
+
+
+def test_complex_none_and_x_dependent_coefficients_are_refused():
+    """NumPy would drop an imaginary part or turn None into NaN silently; each raises naming what is wrong."""
+    from sdelab import fokker_planck as fp
+
+    x = fp.cell_grid(-4, 4, 40)
+    p0 = fp.gaussian_mixture_pdf(x, [1.0], [0.0], [1.0])
+    p0 = p0 / fp.mass(p0, x)
+    ok = lambda x, t: -x  # noqa: E731
+    cases = [
+        (lambda: fp.solve(lambda x, t: -x + 0j, 1.0, p0, x, [0, 0.1]), r"^f\(x, t\) must be real numbers, got complex"),
+        (lambda: fp.solve(lambda x, t: None, 1.0, p0, x, [0, 0.1]), r"^f\(x, t\) must be real numbers, got None"),
+        (lambda: fp.solve(ok, lambda t: None, p0, x, [0, 0.1]), r"^g\(t\) must be real numbers, got None"),
+        (lambda: fp.solve(ok, lambda t: np.ones(3), p0, x, [0, 0.1]), r"^g\(t\) must be one number"),
+        (lambda: fp.solve(ok, 1.0, p0.astype(complex), x, [0, 0.1]), r"^p0 must be real numbers"),
+        (lambda: fp.current(p0, x + 0j, ok, 1.0, 0.0), r"^x must be real numbers"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+    assert np.isfinite(fp.solve(ok, lambda t: np.float32(1.0), p0, x, [0, 0.1])).all()
