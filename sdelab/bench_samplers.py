@@ -1,0 +1,170 @@
+"""Sampler rows of `python -m sdelab bench`: per-step overhead against minimal loops, and speed with the quality
+reached at equal NFE on the default grids. Every ratio is measured side by side in one run (interleaved
+repeats after a warm-up), with the median, the spread (min-max of the repeats), CPU time and load average.
+"""
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+from . import discrete, multistep, samplers
+from .grids import DEFAULT_GRID, default_grid
+
+__all__ = ["measure", "minimal_loops", "overhead_rows", "quality_rows"]
+
+
+def measure(fns: dict[str, Callable[[], object]], *, repeats: int = 7, warmup: int = 2) -> dict[str, dict]:
+    """Time each callable `repeats` times, interleaved (a, b, a, b, ...) after `warmup` untimed rounds.
+
+    Returns name -> {"median_s", "min_s", "max_s", "cpu_s" (median process CPU time), "load_avg" (1-min, at the end)}."""
+    for _ in range(warmup):
+        for f in fns.values():
+            f()
+    wall = {k: [] for k in fns}
+    cpu = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, f in fns.items():
+            c0, t0 = time.process_time(), time.perf_counter()
+            f()
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {k: {"median_s": statistics.median(wall[k]), "min_s": min(wall[k]), "max_s": max(wall[k]),
+                "cpu_s": statistics.median(cpu[k]), "load_avg": load} for k in fns}
+
+
+# ---------------------------------------------------------------------- minimal loops (the baselines)
+def _floats(sde, tc):
+    a, g = sde._drift_coeff(tc).tolist(), sde._diffusion(tc).tolist()
+    al, si = sde._mean_coeff(tc).tolist(), sde._std(tc).tolist()
+    return a, g, al, si, (tc[1:] - tc[:-1]).tolist()
+
+
+def minimal_loops(sde) -> dict[str, Callable]:
+    """The same algorithms as the package's samplers, written as plainly as possible: coefficients as floats,
+    no validation, no finiteness check, no callback. Signature `(fn, x, tc, gen) -> x0`."""
+    def em(fn, x, tc, gen, pc=False):
+        a, g, al, _, dt = _floats(sde, tc)
+        tb = tc.to(x.dtype)[:, None].expand(len(tc), x.shape[0])
+        for i in range(len(dt)):
+            if pc:
+                s = fn(x, tb[i])
+                z = torch.randn(x.shape, generator=gen, dtype=x.dtype)
+                e = 2 * (al[i] / al[i + 1]) ** 2 * (0.16 * z.flatten(1).norm(dim=1).mean()
+                                                   / s.flatten(1).norm(dim=1).mean()) ** 2
+                x = x + e * s + torch.sqrt(2 * e) * z
+            s = fn(x, tb[i])
+            x = x + (a[i] * x - g[i] ** 2 * s) * dt[i] + g[i] * math.sqrt(-dt[i]) * torch.randn(
+                x.shape, generator=gen, dtype=x.dtype)
+        return x
+
+    def euler(fn, x, tc, gen):
+        a, g, _, _, dt = _floats(sde, tc)
+        tb = tc.to(x.dtype)[:, None].expand(len(tc), x.shape[0])
+        for i in range(len(dt)):
+            x = x + (a[i] * x - 0.5 * g[i] ** 2 * fn(x, tb[i])) * dt[i]
+        return x
+
+    def heun(fn, x, tc, gen):
+        a, g, _, _, dt = _floats(sde, tc)
+        tb = tc.to(x.dtype)[:, None].expand(len(tc), x.shape[0])
+        for i in range(len(dt)):
+            d1 = a[i] * x - 0.5 * g[i] ** 2 * fn(x, tb[i])
+            xp = x + d1 * dt[i]
+            d2 = a[i + 1] * xp - 0.5 * g[i + 1] ** 2 * fn(xp, tb[i + 1])
+            x = x + 0.5 * (d1 + d2) * dt[i]
+        return x
+
+    def ddim(fn, x, tc, gen):
+        _, _, al, si, dt = _floats(sde, tc)
+        tb = tc.to(x.dtype)[:, None].expand(len(tc), x.shape[0])
+        for i in range(len(dt)):
+            e = fn(x, tb[i])
+            x = al[i + 1] * (x - si[i] * e) / al[i] + si[i + 1] * e
+        return x
+
+    def dpm2m(fn, x, tc, gen):
+        _, _, al, si, dt = _floats(sde, tc)
+        lam = [math.log(a / s) for a, s in zip(al, si)]
+        tb = tc.to(x.dtype)[:, None].expand(len(tc), x.shape[0])
+        prev, n = None, len(dt)
+        for i in range(n):
+            x0 = (x - si[i] * fn(x, tb[i])) / al[i]
+            h = lam[i + 1] - lam[i]
+            d = x0 if prev is None or (n < 15 and i == n - 1) else x0 + (x0 - prev[0]) * (h / prev[1]) * 0.5
+            x = si[i + 1] / si[i] * x - al[i + 1] * math.expm1(-h) * d
+            prev = (x0, h)
+        return x
+
+    return {"euler_maruyama": em, "predictor_corrector": lambda *a: em(*a, pc=True), "pf_ode_euler": euler,
+            "pf_ode_heun": heun, "ddim_sample": ddim, "dpm_solver_2m": dpm2m}
+
+
+PACKAGE = {"euler_maruyama": samplers.euler_maruyama, "predictor_corrector": samplers.predictor_corrector,
+           "pf_ode_euler": samplers.pf_ode_euler, "pf_ode_heun": samplers.pf_ode_heun,
+           "ddim_sample": discrete.ddim_sample, "dpm_solver_2m": discrete.dpm_solver_2m,
+           "ddpm_sample": discrete.ddpm_sample, "dpm_solver_3m": multistep.dpm_solver_3m}
+EPS_BASED = {"ddim_sample", "dpm_solver_2m", "ddpm_sample", "dpm_solver_3m"}
+
+
+def overhead_rows(*, batch: int = 64, steps: int = 100, repeats: int = 7, dtype=torch.float32) -> list[dict]:
+    """Package sampler / minimal loop, per sampler, with a near-free score (`-x`) and the exact ring score."""
+    from .sde import VPSDE
+    from .toy import ring
+
+    sde, mix = VPSDE(), ring(dtype=dtype)
+    x = sde.prior_sample((batch, 2), generator=torch.Generator().manual_seed(0), dtype=dtype)
+    rows = []
+    for score_name, score, eps in (("near-free", lambda x, t: -x, lambda x, t: x),
+                                   ("ring", mix.score_fn(sde), mix.eps_fn(sde))):
+        for name, loop in minimal_loops(sde).items():
+            fn = eps if name in EPS_BASED else score
+            tc = default_grid(name, sde, steps)
+
+            def pkg(name=name, fn=fn, tc=tc):
+                return PACKAGE[name](fn, sde, x, tc, generator=torch.Generator().manual_seed(1))
+
+            def base(loop=loop, fn=fn, tc=tc):
+                return loop(fn, x, tc, torch.Generator().manual_seed(1))
+
+            t = measure({"package": pkg, "minimal": base}, repeats=repeats)
+            rows.append({"sampler": name, "score": score_name, "batch": batch, "steps": steps, "dtype": str(dtype),
+                         "ratio": t["package"]["median_s"] / t["minimal"]["median_s"],
+                         "ratio_spread": [t["package"]["min_s"] / t["minimal"]["max_s"],
+                                          t["package"]["max_s"] / t["minimal"]["min_s"]],
+                         "package": t["package"], "minimal": t["minimal"]})
+    return rows
+
+
+def quality_rows(nfe: int = 20, *, n: int = 20_000, repeats: int = 3) -> list[dict]:
+    """Every grid-based sampler at the same NFE on its default grid (exact ring score, VP, float64): wall time and
+    the quality reached (sliced W2 to exact samples of p_eps, relative error of the within-mode spread)."""
+    import sys
+    from pathlib import Path
+
+    tools = Path(__file__).resolve().parents[1] / "tools"
+    sys.path.insert(0, str(tools))
+    try:
+        import measure_grids as mg
+    finally:
+        sys.path.remove(str(tools))
+    sde, score, eps_fn, x_T, quality = mg.make_problem(n)
+    rows = []
+    for name, fn in PACKAGE.items():
+        per_step = 2 if name in ("pf_ode_heun", "predictor_corrector") else 1
+        steps = nfe // per_step
+        f = eps_fn if name in EPS_BASED else score
+
+        def go(fn=fn, f=f, steps=steps):
+            return fn(f, sde, x_T, steps, generator=torch.Generator().manual_seed(2))
+
+        t = measure({name: go}, repeats=repeats, warmup=1)[name]
+        sw, spread = quality(go())
+        rows.append({"sampler": name, "nfe": steps * per_step, "grid": DEFAULT_GRID[name],
+                     "sliced_w2": sw, "spread_err": spread, "n": n, **t})
+    return rows
