@@ -255,8 +255,12 @@ def ddim_sample(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, ts, *, eta: float = 0.
     n = len(tc) - 1
     for i in range(n):
         z = _randn(x, generator) if (eta > 0 and i < n - 1) else None
-        x0, eps = _clipped(x, _eps(eps_fn, x, ts[i]), al[i], si[i], clip_x0)
-        x = _ddim_update(x, eps, al[i], si[i], al[i + 1], si[i + 1], eta, z, x0)
+        e = _eps(eps_fn, x, ts[i])
+        if eta == 0 and clip_x0 is None:  # x_s = (alpha_s/alpha_t) x + (sigma_s - alpha_s sigma_t/alpha_t) eps
+            x = (al[i + 1] / al[i]) * x + (si[i + 1] - al[i + 1] * si[i] / al[i]) * e
+        else:
+            x0, e = _clipped(x, e, al[i], si[i], clip_x0)
+            x = _ddim_update(x, e, al[i], si[i], al[i + 1], si[i + 1], eta, z, x0)
         watch(x)
         if callback is not None:
             callback(i, float(tc[i + 1]), x)
@@ -296,8 +300,8 @@ def dpm_solver_2m(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, ts, *, generator: to
             d = x0
         else:
             r = h_prev / h
-            d = (1 + 0.5 / r) * x0 - (0.5 / r) * x0_prev
-        x = (si[i + 1] / si[i]) * x - al[i + 1] * math.expm1(-h) * d
+            d = torch.lerp(x0_prev, x0, 1 + 0.5 / r)  # (1 + 1/2r) x0 - (1/2r) x0_prev, one kernel
+        x = torch.add((si[i + 1] / si[i]) * x, d, alpha=-al[i + 1] * math.expm1(-h))
         x0_prev, h_prev = x0, h
         watch(x)
         if callback is not None:

@@ -109,8 +109,7 @@ def _langevin(score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor, snr: float, a
     z = _randn(x, generator)
     s_norm = s.flatten(1).norm(dim=1).mean()
     z_norm = z.flatten(1).norm(dim=1).mean()
-    eps = 2 * alpha * (snr * z_norm / s_norm.clamp_min(torch.finfo(s.dtype).tiny)) ** 2
-    eps = torch.where(s_norm > 0, eps, torch.zeros_like(eps))
+    eps = torch.nan_to_num((2 * alpha * snr**2) * (z_norm / s_norm) ** 2, posinf=0.0)  # s = 0: inf -> skip
     return x + eps * s + torch.sqrt(2 * eps) * z
 
 
@@ -207,11 +206,11 @@ def pf_ode_heun(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, ts, *, generator: 
     """
     tb, tc = _prepare(sde, x, ts, "pf_ode_heun")
     a, cg2, _, dt = _coefficients(sde, tc, 0.5)
-    watch = FiniteWatch("pf_ode_heun", tc)
+    watch, tl = FiniteWatch("pf_ode_heun", tc), tc.tolist()
     for i in range(len(tc) - 1):
         d1 = a[i] * x - cg2[i] * call_score(score_fn, x, tb[i])
         x_pred = x + dt[i] * d1
-        if tc[i + 1] > 0:
+        if tl[i + 1] > 0:
             d2 = a[i + 1] * x_pred - cg2[i + 1] * call_score(score_fn, x_pred, tb[i + 1])
             x = x + (0.5 * dt[i]) * (d1 + d2)
         else:
