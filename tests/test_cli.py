@@ -1,5 +1,6 @@
 """Command line: every subcommand's --help, one-line errors with exit status 2, a tiny train -> sample round trip."""
 import os
+from fractions import Fraction
 import subprocess
 import sys
 
@@ -155,6 +156,7 @@ def files(tmp_path_factory):
     (d / "trunc.pt").write_bytes(ck.read_bytes()[: ck.stat().st_size // 2])
     (d / "adir").mkdir()
     (d / "adir.png").mkdir()
+    torch.save({"meta": {"model": {}}, "obj": Fraction(1, 3)}, d / "pickle.pt")  # not tensors or plain data
     return d
 
 
@@ -172,6 +174,7 @@ FAULTS = {  # name -> (argv from the folder, start of the one-line error)
     "sample out is a directory": (lambda d: _sample(d)[:-2] + ["--out", str(d / "adir.png")], "--out must be a file"),
     "checkpoint text": (lambda d: ["sample", "--checkpoint", str(d / "text.txt")], "is not a readable checkpoint"),
     "checkpoint png": (lambda d: ["sample", "--checkpoint", str(d / "img.png")], "is not a file of tensors"),
+    "checkpoint hostile pickle": (lambda d: ["sample", "--checkpoint", str(d / "pickle.pt")], "refused since"),
     "checkpoint empty": (lambda d: ["sample", "--checkpoint", str(d / "empty.pt")], "is not a readable checkpoint"),
     "checkpoint truncated": (lambda d: ["sample", "--checkpoint", str(d / "trunc.pt")], "is not a readable"),
     "guidance 1e30": (lambda d: _sample(d, "--guidance", "1e30"), "--guidance must be a number in [0, 100]"),
