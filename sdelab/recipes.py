@@ -122,7 +122,9 @@ def generate(model, sde, n: int, *, sampler: str = "euler_maruyama", steps: int 
 
     Determinism: the `n` starting points are drawn first, in one draw from `generator`, and then cut into batches
     of `batch_size`, so the deterministic samplers (`pf_euler`, `heun`, `ddim`, `dpm2m`) give the same sample `i`
-    for any `batch_size` (up to float rounding of batched matrix products). The stochastic ones (`euler_maruyama`,
+    for any `batch_size` (up to float rounding of batched matrix products) at a fixed `n` (torch's normal draw
+    depends on its size near its end, so another `n` may change the last few samples; one draw keeps the samples of
+    `batch_size >= n` what they were before this rule). The stochastic ones (`euler_maruyama`,
     `pc`, `ddpm`) also draw noise at every step from the same generator, one batch after the other, so their
     samples depend on `batch_size` unless it is at least `n` (one draw per step for a whole batch is what keeps them
     fast; per-sample generators would need one draw per sample and step). `rk45` adapts its steps to the whole
