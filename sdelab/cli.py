@@ -80,6 +80,8 @@ def _device(text: str):
             raise argparse.ArgumentTypeError(f"--device {text}: CUDA is not available on this machine (use cpu)")
         if dev.index is not None and dev.index >= n:
             raise argparse.ArgumentTypeError(f"--device {text}: this machine has {n} CUDA device(s), 0..{n - 1}")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"--device {text}: MPS is not available on this machine (use cpu)")
     elif dev.type not in ("cpu", "mps"):
         raise argparse.ArgumentTypeError(f"--device must be cpu, cuda or cuda:N, got {text}")
     return text

@@ -166,6 +166,7 @@ def _sample(d, *extra):
 
 FAULTS = {  # name -> (argv from the folder, start of the one-line error)
     "device bogus": (lambda d: _sample(d, "--device", "bogus"), "--device must be cpu, cuda or cuda:N"),
+    "device meta": (lambda d: _sample(d, "--device", "meta"), "--device must be cpu, cuda or cuda:N, got meta"),
     "train device bogus": (lambda d: ["train", "toy", "--device", "bogus"], "--device must be cpu, cuda"),
     "out is a directory": (lambda d: ["train", "toy", "--steps", "2", "--out", str(d / "adir"), "--device", "cpu"],
                            "checkpoint must be a file path"),
