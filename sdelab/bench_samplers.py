@@ -144,16 +144,9 @@ def overhead_rows(*, batch: int = 64, steps: int = 100, repeats: int = 7, dtype=
 def quality_rows(nfe: int = 20, *, n: int = 20_000, repeats: int = 3) -> list[dict]:
     """Every grid-based sampler at the same NFE on its default grid (exact ring score, VP, float64): wall time and
     the quality reached (sliced W2 to exact samples of p_eps, relative error of the within-mode spread)."""
-    import sys
-    from pathlib import Path
+    from .grid_measure import make_problem
 
-    tools = Path(__file__).resolve().parents[1] / "tools"
-    sys.path.insert(0, str(tools))
-    try:
-        import measure_grids as mg
-    finally:
-        sys.path.remove(str(tools))
-    sde, score, eps_fn, x_T, quality = mg.make_problem(n)
+    sde, score, eps_fn, x_T, quality = make_problem(n)
     rows = []
     for name, fn in PACKAGE.items():
         per_step = 2 if name in ("pf_ode_heun", "predictor_corrector") else 1

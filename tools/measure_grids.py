@@ -1,94 +1,16 @@
-"""Measure, for every sampler and every grid kind, the fewest score evaluations (NFE) that reach the quality of
-Euler-Maruyama with 1,000 steps. This is the measurement behind `sdelab.samplers.DEFAULT_GRID`.
+"""Command line of `sdelab.grid_measure`: for every sampler and grid kind, the fewest NFE that reach the quality of
+Euler-Maruyama with 1,000 steps on the 8-mode ring (the measurement behind `sdelab.samplers.DEFAULT_GRID`).
 
-Problem: exact score of the 8-mode ring (`sdelab.toy.ring`), VP linear, all samplers from the same 20,000
-prior points to eps = 1e-3, float64. Quality of a sample x (the reference is EM-1000 from the same points):
-
-* loose: sliced W2 to an independent exact sample of p_eps (20,000 points, 128 fixed directions) at most
-  1.1 x EM-1000's (the 10 % allow for the Monte-Carlo noise of the distance itself);
-* strict: loose, and the within-mode spread (std of x minus its nearest mode centre) within EM-1000's own
-  relative error of the exact spread, or within 2 standard errors of the estimate if that is larger.
-
-Usage: `python tools/measure_grids.py [--n 20000] [--json out.json]` (about a minute on one core).
+Usage: `python tools/measure_grids.py [--n 20000] [--json out.json] [--samplers name ...]` (about 15 minutes on one core).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 
 import torch
 
-from sdelab import VPSDE
-from sdelab.discrete import ddim_sample, ddpm_sample, dpm_solver_2m
-from sdelab.metrics import sliced_wasserstein
-from sdelab.multistep import dpm_solver_3m
-from sdelab.samplers import euler_maruyama, pf_ode_euler, pf_ode_heun, predictor_corrector
-from sdelab.toy import ring
-
-F64 = torch.float64
-EPS = 1e-3
-NFES = [6, 8, 10, 12, 14, 16, 18, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 128, 160, 192, 256, 320, 384, 512, 768, 1024]
-KINDS = ("uniform", "logsnr", "karras")
-# name -> (function, score evaluations per step, takes a noise predictor)
-SAMPLERS = {
-    "euler_maruyama": (euler_maruyama, 1, False), "predictor_corrector": (predictor_corrector, 2, False),
-    "pf_ode_euler": (pf_ode_euler, 1, False), "pf_ode_heun": (pf_ode_heun, 2, False),
-    "ddpm_sample": (ddpm_sample, 1, True), "ddim_sample": (ddim_sample, 1, True),
-    "dpm_solver_2m": (dpm_solver_2m, 1, True), "dpm_solver_3m": (dpm_solver_3m, 1, True),
-}
-
-
-def make_problem(n: int, seed: int = 0):
-    sde, mix = VPSDE(), ring(dtype=F64)
-    score = mix.score_fn(sde)
-    eps_fn = mix.eps_fn(sde)
-    x_T = sde.prior_sample((n, 2), generator=torch.Generator().manual_seed(seed), dtype=F64)
-    fresh = mix.noised(EPS, sde).sample(n, generator=torch.Generator().manual_seed(seed + 1))
-    exact_spread = math.sqrt(0.1**2 * float(sde.mean_coeff(EPS)) ** 2 + float(sde.std(EPS)) ** 2)
-
-    def quality(x):
-        sw = float(sliced_wasserstein(x, fresh, n_proj=128, generator=torch.Generator().manual_seed(123)))
-        k = torch.cdist(x, mix.means).argmin(1)
-        spread = float((x - mix.means[k]).std())
-        return sw, spread / exact_spread - 1
-
-    return sde, score, eps_fn, x_T, quality
-
-
-def run(name: str, kind: str, nfe: int, sde, score, eps_fn, x_T, seed: int = 2):
-    fn, per_step, eps_based = SAMPLERS[name]
-    steps = nfe // per_step
-    ts = sde.time_grid(steps, EPS, kind=kind).to(F64)
-    with torch.no_grad():
-        return fn(eps_fn if eps_based else score, sde, x_T, ts, generator=torch.Generator().manual_seed(seed))
-
-
-def measure(n: int = 20_000, samplers=None, kinds=KINDS, nfes=NFES) -> dict:
-    sde, score, eps_fn, x_T, quality = make_problem(n)
-    with torch.no_grad():
-        ref = euler_maruyama(score, sde, x_T, sde.time_grid(1000, EPS).to(F64),
-                             generator=torch.Generator().manual_seed(2))
-    sw_ref, spread_ref = quality(ref)
-    spread_tol = max(abs(spread_ref), 2 / math.sqrt(4 * n))   # SE of the spread ~ 1/sqrt(2 * 2n) relative
-    out = {"n": n, "reference": {"sw": sw_ref, "spread_err": spread_ref, "spread_tol": spread_tol}, "rows": {}}
-    for name in samplers or SAMPLERS:
-        per_step = SAMPLERS[name][1]
-        for kind in kinds:
-            row = {"loose": None, "strict": None, "runs": []}
-            for nfe in [k for k in nfes if k % per_step == 0]:
-                sw, sp = quality(run(name, kind, nfe, sde, score, eps_fn, x_T))
-                loose = sw <= 1.1 * sw_ref
-                strict = loose and abs(sp) <= spread_tol
-                row["runs"].append((nfe, sw, sp))
-                if loose and row["loose"] is None:
-                    row["loose"] = nfe
-                if strict:
-                    row["strict"] = nfe
-                    break
-            out["rows"][f"{name}/{kind}"] = row
-            print(f"{name:20s} {kind:8s} loose {row['loose']}  strict {row['strict']}", flush=True)
-    return out
+from sdelab.grid_measure import measure
 
 
 def main(argv=None) -> None:
