@@ -185,11 +185,14 @@ class SDE:
             raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
         if kind not in self.GRID_KINDS:
             raise ValueError(f"kind must be one of {self.GRID_KINDS}, got {kind!r}")
-        ok_eps = isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 <= eps < self.T
-        if not ok_eps or (kind != "uniform" and eps == 0):
+        try:
+            ok_eps = not isinstance(eps, (bool, str)) and 0 <= float(eps) < self.T
+        except (TypeError, ValueError, RuntimeError):
+            ok_eps = False
+        if not ok_eps or (kind != "uniform" and float(eps) == 0):
             allowed = f"[0, {self.T:g})" if kind == "uniform" else f"(0, {self.T:g}) for kind={kind!r}"
             raise ValueError(f"eps must lie in {allowed}, got {eps!r}")
-        n = int(n_steps)
+        n, eps = int(n_steps), float(eps)
         if kind == "uniform":
             return torch.linspace(float(self.T), float(eps), n + 1)  # the default dtype, as it always was
         if not (isinstance(rho, (int, float)) and math.isfinite(rho) and rho > 0):
