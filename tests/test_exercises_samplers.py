@@ -106,3 +106,35 @@ def test_budget_sampler_accepts_second_order_solvers():
 def test_budget_sampler_names_the_mistake(wrong, match):
     with pytest.raises(WrongAnswer, match=match):
         check_budget_sampler(wrong)
+
+
+# ---------------------------------------------------------------------- Karras grid
+def karras(sde, n, eps, rho):
+    hi, lo = (float(sde.noise_ratio(t)) ** (1 / rho) for t in (sde.T, eps))
+    target = torch.linspace(hi, lo, n + 1, dtype=torch.float64) ** rho
+    a, b = torch.full_like(target, eps), torch.full_like(target, sde.T)
+    for _ in range(60):
+        m = 0.5 * (a + b)
+        below = sde.noise_ratio(m) < target
+        a, b = torch.where(below, m, a), torch.where(below, b, m)
+    return 0.5 * (a + b)
+
+
+def test_karras_grid_accepts_solution():
+    from sdelab.exercises.samplers import check_karras_grid
+
+    assert "Correct" in check_karras_grid(karras)
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (lambda sde, n, eps, rho: karras(sde, n, eps, rho).flip(0), "upwards"),
+    (lambda sde, n, eps, rho: sde.time_grid(n, eps, kind="logsnr"), "log-SNR"),
+    (lambda sde, n, eps, rho: torch.linspace(1, eps, n + 1), "uniform in t"),
+    (lambda sde, n, eps, rho: karras(sde, n, eps, 7.0), "differs from Karras"),   # ignores rho
+    (lambda sde, n, eps, rho: karras(sde, n, eps, rho)[:-1], "n \\+ 1"),
+])
+def test_karras_grid_names_the_mistake(wrong, match):
+    from sdelab.exercises.samplers import check_karras_grid
+
+    with pytest.raises(WrongAnswer, match=match):
+        check_karras_grid(wrong)

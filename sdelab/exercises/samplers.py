@@ -6,6 +6,8 @@ r"""Checkers for the exercises of the chapter "Samplers compared" (`book/part3/s
   $C\,\mathrm{NFE}^{-p}$ (the least-squares slope on log-log axes, with its sign flipped).
 * `check_budget_sampler(fn)`: `fn(score_fn, sde, x)` turns samples `x` of $p_T$ into samples at
   $t = 10^{-3}$ with at most 20 score evaluations, accurately enough (the chapter's 1-D mixture).
+* `check_karras_grid(fn)`: `fn(sde, n, eps, rho)` returns the `n + 1` decreasing times from $T$ to `eps` evenly
+  spaced in $\rho(t)^{1/r}$, $\rho = \sigma/\alpha$, $r$ = `rho` (Karras et al.'s grid, `sde.time_grid(..., kind="karras")`).
 
 Each returns a `Feedback` message when the answer is right and raises `WrongAnswer` naming the mistake otherwise.
 """
@@ -19,7 +21,7 @@ import torch
 from ._core import WrongAnswer, as_tensor64, correct, expect, expect_callable, expect_number
 from ._core import call_answer as _call
 
-__all__ = ["check_heun_step", "check_estimate_order", "check_budget_sampler", "MIXTURE", "BUDGET_NFE",
+__all__ = ["check_heun_step", "check_estimate_order", "check_budget_sampler", "check_karras_grid", "MIXTURE", "BUDGET_NFE",
            "BUDGET_W1"]
 
 F64 = torch.float64
@@ -219,4 +221,36 @@ def check_budget_sampler(fn) -> str:
                       f"(not at 0, or at T), and start it at T = 1? {hint}")
     raise WrongAnswer(f"W1 = {err:.4f} with {score.nfe} evaluations; the target is {BUDGET_W1} (Euler with 20 "
                       f"uniform steps gives about 0.017). {hint}")
+
+
+# ------------------------------------------------------------------ choosing a grid: Karras' spacing
+def check_karras_grid(fn) -> str:
+    r"""Check `fn(sde, n, eps, rho)`: `n + 1` times from $T$ down to `eps`, evenly spaced in $\rho(t)^{1/r}$ with
+    $\rho = \sigma/\alpha$ (`sde.noise_ratio`), compared with `sde.time_grid(n, eps, kind="karras", rho=rho)` to 1e-6."""
+    from ..sde import VPSDE
+
+    expect_callable(fn, name="your grid function")
+    sde = VPSDE()
+    for n, eps, rho in ((10, 1e-3, 7.0), (25, 1e-2, 3.0)):
+        call = f"fn(VPSDE(), n={n}, eps={eps:g}, rho={rho:g})"
+        got = as_tensor64(_call(fn, sde, n, eps, rho, name=call), name=call).reshape(-1)
+        want = sde.time_grid(n, eps, kind="karras", rho=rho)
+        expect(got.numel() == n + 1, f"{call} should return n + 1 = {n + 1} times (both ends included), got {got.numel()}.")
+        if torch.allclose(got, want, atol=1e-6, rtol=0):
+            continue
+        if torch.allclose(got.flip(0), want, atol=1e-6, rtol=0):
+            raise WrongAnswer(f"{call}: your grid runs upwards; samplers integrate from T down to eps, so reverse it.")
+        expect(abs(float(got[0]) - sde.T) < 1e-6 and abs(float(got[-1]) - eps) < 1e-6,
+               f"{call} should start at T = 1 and end at eps = {eps:g}, got {float(got[0]):.4g} ... {float(got[-1]):.4g}.")
+        u = sde.noise_ratio(got.clamp(eps, sde.T))
+        if torch.allclose(torch.log(u).diff(), torch.log(u).diff()[0].expand(n), rtol=1e-4):
+            raise WrongAnswer(f"{call}: your times are evenly spaced in log(sigma/alpha), the log-SNR grid. Karras' grid "
+                              "is evenly spaced in (sigma/alpha)^(1/rho) instead.")
+        if torch.allclose(got, torch.linspace(sde.T, eps, n + 1, dtype=F64), atol=1e-6):
+            raise WrongAnswer(f"{call}: your grid is uniform in t. Space rho(t)^(1/rho) = (sigma/alpha)^(1/rho) evenly "
+                              "and map each value back to t (e.g. by bisection: sigma/alpha increases with t).")
+        raise WrongAnswer(f"{call} differs from Karras' grid by up to {float((got - want).abs().max()):.3g}: space "
+                          "u = (sigma/alpha)^(1/rho) evenly from its value at T to its value at eps, then solve "
+                          "sigma(t)/alpha(t) = u^rho for t.")
+    return correct("Karras' grid is even in (sigma/alpha)^(1/rho): dense near eps, sparse near T.")
 
