@@ -34,12 +34,12 @@ MEASURED_NFE: dict[str, dict[str, tuple[int | None, int | None]]] = {
     "pf_ode_euler": {"uniform": (14, 512), "logsnr": (12, 1024), "karras": (14, None)},
     "pf_ode_heun": {"uniform": (28, 384), "logsnr": (20, 40), "karras": (28, 40)},
     "ddpm_sample": {"uniform": (16, None), "logsnr": (10, 512), "karras": (14, 1024)},
-    "ddim_sample": {"uniform": (14, 1024), "logsnr": (18, 768), "karras": (20, None)},
-    "dpm_solver_2m": {"uniform": (12, None), "logsnr": (14, 96), "karras": (20, None)},
-    "dpm_solver_3m": {"uniform": (48, None), "logsnr": (12, 80), "karras": (20, 96)},
+    "ddim_sample": {"uniform": (14, 1024), "logsnr": (18, 768), "karras": (20, 768)},
+    "dpm_solver_2m": {"uniform": (12, 768), "logsnr": (14, 96), "karras": (20, 128)},
+    "dpm_solver_3m": {"uniform": (48, 160), "logsnr": (12, 80), "karras": (20, 96)},
 }
-"""`(loose, strict)` fewest NFE measured by `tools/measure_grids.py` (n = 20,000; None: not reached; DDIM on the
-Karras grid, 2M and 3M were scanned up to 96 NFE, the others up to 1,024)."""
+"""`(loose, strict)` fewest NFE measured by `tools/measure_grids.py` (n = 20,000; None: not reached within
+1,024 NFE)."""
 
 
 def _name(sampler) -> str:
