@@ -139,7 +139,7 @@ class GaussianMixture:
         m = diff.abs().amax(dim=(1, 2)).clamp_min(1.0)  # (B,)
         q = (diff / m[:, None, None]).pow(2).sum(-1) / var  # |x - alpha mu_k|^2 / (m^2 v_k)
         gap = q - q.min(dim=1, keepdim=True).values  # >= 0, zero at the nearest component
-        scaled = torch.where(gap > 0, 0.5 * gap * m[:, None] ** 2, torch.zeros_like(gap))  # no 0 * inf
+        scaled = torch.nan_to_num(0.5 * gap * m[:, None] ** 2, nan=0.0)  # 0 * inf -> 0; keeps the gradient at ties
         logits = torch.log(w) - 0.5 * self.dim * torch.log(var) - scaled
         return torch.softmax(logits, dim=1), var
 
