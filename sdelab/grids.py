@@ -25,7 +25,7 @@ DEFAULT_GRID: dict[str, str] = {
     "pf_ode_heun": "logsnr", "pf_ode_rk45": "uniform", "ddpm_sample": "logsnr", "ddim_sample": "logsnr",
     "dpm_solver_2m": "logsnr", "dpm_solver_3m": "logsnr",
 }
-"""Sampler name -> default grid kind: the fewest NFE to the strict quality of `sdelab.grid_measure`, ties (and
+"""Maps each sampler's name to its default grid kind, the one with the fewest NFE to the strict quality of `sdelab.grid_measure`, ties (and
 samplers that reach it on no grid within 1,024 NFE) broken by the loose quality. RK45 picks its own steps."""
 
 MEASURED_NFE: dict[str, dict[str, tuple[int | None, int | None]]] = {

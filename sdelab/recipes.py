@@ -193,8 +193,8 @@ def mnist_unet_config(device) -> dict:
     r"""Training settings of the MNIST U-Net: full size on CUDA; on the CPU the run that made the shipped model.
 
     Both predict $v$ with the v-MSE loss (`prediction="v"`, `weighting="v"`): an $\varepsilon$-network's
-    $\hat x_0 = (x_t - \sigma\hat\varepsilon)/\alpha$ divides its error by $\alpha(T) \approx 0.007$, and the
-    deterministic samplers carry that error to the end (chapter "MNIST lab"; `mnist_unet_eps` shows it).
+    $\hat x_0 = (x_t - \sigma\hat\varepsilon)/\alpha$ divides its error by $\alpha(T) \approx 0.007$, so its
+    denoised estimate is useless at high noise (chapter "MNIST lab"; `mnist_unet_eps`, trained alike, shows it).
     The CPU run stops at `steps` or after `seconds` of training, whichever comes first (85 min on one thread of a
     shared 2-core machine reached the step count recorded in the manifest)."""
     common = {"p_uncond": 0.1, "prediction": "v", "weighting": "v"}

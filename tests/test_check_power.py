@@ -107,21 +107,28 @@ def _run_chapters(paths) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture(scope="module")
-def audit():
-    return _run_chapters(chapters())
+# Three groups of about equal cost (overview's own integral takes ~12 s), so pytest-xdist runs them side by side.
+HEAVY = ({"overview", "sde_basics"}, {"forward_sde", "taylor_ito", "fokker_planck"})
+
+
+def _group(path: Path) -> int:
+    return next((i for i, names in enumerate(HEAVY) if path.stem in names), len(HEAVY))
 
 
 def _known(chapter, line):
     return next((why for (c, piece), why in KNOWN_WEAK.items() if c == chapter and piece in line), None)
 
 
-def test_enough_checks_are_audited(audit):
+def test_groups_cover_every_chapter_once():
+    groups = [[p for p in chapters() if _group(p) == g] for g in range(len(HEAVY) + 1)]
+    assert sorted(p for g in groups for p in g) == sorted(chapters()) and all(groups)
+
+
+@pytest.mark.parametrize("group", range(len(HEAVY) + 1))
+def test_every_chapter_check_rejects_perturbed_claims(group):
+    audit = _run_chapters([p for p in chapters() if _group(p) == group])
     per_chapter = {ch: len(res["records"]) for ch, res in audit.items() if res["records"]}
-    assert sum(per_chapter.values()) >= 20 and len(per_chapter) >= 8, (per_chapter, audit)
-
-
-def test_every_chapter_check_rejects_perturbed_claims(audit):
+    assert sum(per_chapter.values()) >= 5 and len(per_chapter) >= 2, (per_chapter, audit)  # the audit saw checks
     weak, known = [], []
     for ch, res in audit.items():
         for r in res["records"]:
