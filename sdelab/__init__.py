@@ -14,7 +14,7 @@ _SUBMODULES = {
     "brownian", "sde", "fokker_planck", "symbolic", "toy", "param", "losses", "nets", "unet", "train",
     "data", "samplers", "discrete", "likelihood", "metrics", "plot", "widgets", "exercises", "cli", "bench",
     "hub", "classifier", "distributed", "recipes", "checkpoint", "embeddings",
-    "grids", "multistep", "validate", "grid_measure", "bench_samplers",
+    "grids", "multistep", "validate", "grid_measure", "bench_samplers", "cli_args",
 }
 
 
