@@ -91,14 +91,17 @@ def euler_maruyama(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, ts, *, generato
     a, cg2, g, dt = _coefficients(sde, tc, 1.0)
     watch, n = FiniteWatch("euler_maruyama", tc), len(tc) - 1
     for i in range(n):
-        s = call_score(score_fn, x, tb[i])
-        x = (1 + a[i] * dt[i]) * x - (cg2[i] * dt[i]) * s
-        if not (denoise_last and i == n - 1):
-            x = x + (g[i] * math.sqrt(-dt[i])) * _randn(x, generator)
+        x = _em_step(score_fn, x, tb[i], a[i], cg2[i], g[i], dt[i], not (denoise_last and i == n - 1), generator)
         watch(x)
         if callback is not None:
             callback(i, float(tc[i + 1]), x)
     return watch.check(x)
+
+
+def _em_step(score_fn, x, t, a: float, cg2: float, g: float, dt: float, noise: bool, generator) -> torch.Tensor:
+    """One Euler–Maruyama step of the reverse SDE with precomputed coefficients (`noise=False`: drift only)."""
+    x = (1 + a * dt) * x - (cg2 * dt) * call_score(score_fn, x, t)
+    return x + (g * math.sqrt(-dt)) * _randn(x, generator) if noise else x
 
 
 def _langevin(score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor, snr: float, alpha: float, generator):
@@ -142,10 +145,7 @@ def predictor_corrector(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, ts, *, snr
     for i in range(n):
         for _ in range(int(n_corrector)):
             x = _langevin(score_fn, x, tb[i], snr, abar[i] / abar[i + 1], generator)
-        s = call_score(score_fn, x, tb[i])
-        x = (1 + a[i] * dt[i]) * x - (cg2[i] * dt[i]) * s
-        if not (denoise_last and i == n - 1):
-            x = x + (g[i] * math.sqrt(-dt[i])) * _randn(x, generator)
+        x = _em_step(score_fn, x, tb[i], a[i], cg2[i], g[i], dt[i], not (denoise_last and i == n - 1), generator)
         watch(x)
         if callback is not None:
             callback(i, float(tc[i + 1]), x)
