@@ -206,3 +206,16 @@ def test_exercise_checkers_named_in_the_text_exist():
             assert hasattr(mod, name), f"{path.relative_to(ROOT)} names sdelab.exercises.{module}.{name}, which does not exist"
             seen += 1
     assert seen >= 1
+
+
+RICH_DISPLAY = re.compile(r"\b(sy\.show|display|show_math)\(")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_a_numbered_figure_cell_displays_only_its_figure(path):
+    # myst-nb gives every image or rich output of a cell with `mystnb.figure` the figure's label: a second
+    # displayed output (a sympy check, a Math display) makes a duplicate label and breaks the strict build
+    bad = [("".join(c["source"]).splitlines() or [""])[0] for c in json.loads(path.read_text())["cells"]
+           if c["cell_type"] == "code" and c.get("metadata", {}).get("mystnb", {}).get("figure")
+           and RICH_DISPLAY.search("".join(c["source"]))]
+    assert not bad, f"{path.name}: figure cells that also display other outputs: {bad}"
