@@ -79,7 +79,7 @@ chapter: install
 
 pdf: install
 	@command -v xelatex >/dev/null && command -v latexmk >/dev/null || { echo "make pdf needs xelatex and latexmk (Debian/Ubuntu: apt-get install texlive-xetex texlive-latex-extra texlive-fonts-recommended latexmk fonts-freefont-otf)"; exit 2; }
-	SDELAB_STATIC=1 $(BIN)/jupyter-book build . --builder pdflatex
+	t=$(NUM_THREADS) && OMP_NUM_THREADS=$$t MKL_NUM_THREADS=$$t SDELAB_STATIC=1 $(PY) tools/book_cache.py build -- --builder pdflatex
 	@echo "The PDF is at $(CURDIR)/_build/latex/sde-diffusion-book.pdf"
 
 linkcheck: install

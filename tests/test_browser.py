@@ -93,6 +93,9 @@ def browser():
         b.close()
 
 
+_REFRESH = re.compile(r"""http-equiv=["']?refresh""", re.I)
+
+
 class Page:
     """One page opened offline in a fresh context, recording what the browser complained about."""
 
@@ -105,7 +108,12 @@ class Page:
         self.page.route("**/*", self._route)
         self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
         self.page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
-        self.page.goto((HTML / rel).as_uri(), wait_until="load")
+        uri = (HTML / rel).as_uri()
+        self.page.goto(uri, wait_until="load")
+        if _REFRESH.search((HTML / rel).read_text(errors="replace")[:4000]):  # a redirect page: check its target
+            if self.page.url == uri:
+                self.page.wait_for_url(lambda url: url != uri, timeout=15000)
+            self.page.wait_for_load_state("load")
         try:
             self.mathjax = self.page.evaluate(_WAIT_MATHJAX)
         except Exception:  # a redirecting page (index.html): check the page it leads to
