@@ -54,7 +54,7 @@ book-check: install
 # The browser test on an existing build (HTML=<dir> for another one); skips with a message without Chromium.
 HTML ?= _build/html
 browser-test: install
-	SDELAB_BROWSER=1 SDELAB_HTML=$(HTML) $(BIN)/pytest -q -rs -p no:cacheprovider tests/test_browser.py
+	SDELAB_BROWSER=1 SDELAB_HTML=$(HTML) $(BIN)/pytest -q -rs -n $(JOBS) -p no:cacheprovider tests/test_browser.py
 
 # Incremental: tools/book_cache.py executes only the notebooks whose code changed, or all of them when sdelab/
 # changed (a jupyter-cache folder per package hash and mode), then builds the HTML from that cache.
@@ -63,7 +63,7 @@ NUM_THREADS = $${OMP_NUM_THREADS:-$$($(PY) -c "import sdelab.utils as u; print(u
 book: install
 	t=$(NUM_THREADS) && OMP_NUM_THREADS=$$t MKL_NUM_THREADS=$$t SDELAB_STATIC=1 $(PY) tools/book_cache.py build -- $(BOOK_FLAGS)
 	@echo "The book is at file://$(CURDIR)/_build/html/index.html; now every page in headless Chromium (make browser-test):"
-	SDELAB_BROWSER=1 SDELAB_HTML=_build/html $(BIN)/pytest -q -rs -p no:cacheprovider tests/test_browser.py
+	SDELAB_BROWSER=1 SDELAB_HTML=_build/html $(BIN)/pytest -q -rs -n $(JOBS) -p no:cacheprovider tests/test_browser.py
 
 # Every page of the book, strict, without executing any notebook (about a minute): checks cross-references
 # between chapters (references to figures that only cell outputs draw are expected to be undefined here). REFS_OUT lets several builds run side by side.

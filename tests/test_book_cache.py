@@ -1,6 +1,7 @@
 """tools/book_cache.py: the incremental `make book` executes only what changed (a throwaway two-chapter book)."""
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import nbformat
@@ -9,6 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("book_cache", ROOT / "tools" / "book_cache.py")
 book_cache = importlib.util.module_from_spec(spec)
+sys.modules["book_cache"] = book_cache  # the worker processes find its functions by module name
 spec.loader.exec_module(book_cache)
 
 
@@ -54,8 +56,8 @@ def test_second_build_executes_nothing_and_edits_reexecute_only_what_changed(tmp
     _nb(tmp_path / "status.ipynb", "import json, os\nrows = json.load(open(os.environ['SDELAB_BOOK_STATUS']))\n"
                                     "assert [r['notebook'] for r in rows] == ['a.ipynb', 'b.ipynb'], rows")
 
-    def run():
-        return book_cache.execute(tmp_path, book_cache.cache_path(tmp_path, pkg), status_page="status")
+    def run():  # two kernels side by side, as on a 2-core machine
+        return book_cache.execute(tmp_path, book_cache.cache_path(tmp_path, pkg), status_page="status", jobs=2)
 
     assert run() == ["a.ipynb", "b.ipynb", "status.ipynb"]
     assert run() == []
@@ -78,3 +80,40 @@ def test_the_setup_line_parser_reads_what_sdelab_setup_prints(capsys, monkeypatc
     line = capsys.readouterr().out.strip()
     m = book_cache.SETUP_LINE.search(line)
     assert m and m["mode"] == "quick" and m["threads"] == "1" and len(line) <= 80, line
+
+
+def test_a_failing_notebook_loses_no_other_notebooks_outputs(tmp_path, monkeypatch):
+    monkeypatch.setenv("SDELAB_QUICK", "1")
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: a\nchapters:\n  - file: b\n  - file: c\n")
+    _nb(tmp_path / "a.ipynb", "print(1)")
+    _nb(tmp_path / "b.ipynb", "raise RuntimeError('chapter b is broken')")
+    _nb(tmp_path / "c.ipynb", "print(3)")
+    cache_dir = book_cache.cache_path(tmp_path, pkg)
+    with pytest.raises(SystemExit, match="chapter b is broken"):
+        book_cache.execute(tmp_path, cache_dir, status_page="none", jobs=2)
+    _nb(tmp_path / "b.ipynb", "print(2)")  # fixed: only b runs again
+    assert book_cache.execute(tmp_path, cache_dir, status_page="none", jobs=2) == ["b.ipynb"]
+
+
+def test_slowest_notebooks_start_first_and_jobs_follow_the_cores(tmp_path, monkeypatch):
+    paths = [tmp_path / n for n in ("a.ipynb", "b.ipynb", "c.ipynb", "d.ipynb")]
+    for p in paths:
+        _nb(p, "print(1)")
+    nb = nbformat.read(paths[3], as_version=4)
+    nb.metadata["sdelab"] = {"expected_seconds": 50}  # a fresh clone's hint, used where no run is on record
+    nbformat.write(nb, paths[3])
+    order = book_cache._longest_first(paths, {"c.ipynb": 200.0, "b.ipynb": 10.0})
+    assert [p.name for p in order] == ["c.ipynb", "d.ipynb", "b.ipynb", "a.ipynb"]
+    monkeypatch.setenv("SDELAB_BOOK_JOBS", "3")
+    assert book_cache.default_jobs() == 3
+    monkeypatch.setenv("SDELAB_BOOK_JOBS", "zero")
+    with pytest.raises(ValueError, match="SDELAB_BOOK_JOBS"):
+        book_cache.default_jobs()
+    monkeypatch.delenv("SDELAB_BOOK_JOBS")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr(book_cache.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert book_cache.default_jobs() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert book_cache.default_jobs() == 1

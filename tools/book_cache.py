@@ -9,6 +9,8 @@ weights manifest, and the mode is quick or full (`SDELAB_QUICK`), so a changed p
 never reuses the outputs of another (the folder of an older package version is deleted). Inside one folder jupyter-cache keys each notebook by its code cells:
 editing one chapter re-executes that chapter only. The status page (`book/appendix/environment`) is executed
 last, whenever any other notebook was, and reads `status.json` (when, how long, in which mode each notebook ran).
+Out-of-date notebooks run side by side, one kernel per core's worth of threads (`--jobs`, `SDELAB_BOOK_JOBS`;
+two on a 2-core machine), the slowest first by the last run's times (`_build/.jupyter_cache/durations.json`).
 """
 from __future__ import annotations
 
@@ -94,23 +96,90 @@ def write_status(cache, root: Path, notebooks: list[Path], out: Path) -> list[di
     return rows
 
 
-def _run(cache, path: Path, timeout: int) -> float:
+def _execute_one(path: str, timeout: int) -> tuple:
+    """Run one notebook in a fresh kernel (in a worker process): `(notebook, seconds, error text or None)`."""
     import nbformat
-    from jupyter_cache.base import CacheBundleIn
     from jupyter_cache.executors.utils import single_nb_execution
 
     nb = nbformat.read(path, as_version=4)
-    stage = cache.add_nb_to_project(str(path))
-    res = single_nb_execution(nb, cwd=str(path.parent), allow_errors=False, timeout=timeout, meta_override=True)
-    if res.err is not None:
-        sys.exit(f"book_cache: {path} failed after {res.time:.0f} s:\n{res.exc_string}")
-    cache.cache_notebook_bundle(CacheBundleIn(nb, stage.uri, data={"execution_seconds": res.time}),
-                                check_validity=False, overwrite=True)
-    return res.time
+    res = single_nb_execution(nb, cwd=str(Path(path).parent), allow_errors=False, timeout=timeout, meta_override=True)
+    return nb, res.time, (res.exc_string if res.err is not None else None)
 
 
-def execute(root: Path, cache_dir: Path, *, status_page: str = STATUS_PAGE, timeout: int = 900) -> list[str]:
-    """Execute the out-of-date notebooks of `root`'s book into `cache_dir`; return those executed, in order."""
+def default_jobs() -> int:
+    """Kernels run side by side: `SDELAB_BOOK_JOBS` if set, else as many as the cores hold at the per-kernel thread
+    count (`sdelab.utils.num_threads()`: `SDELAB_THREADS`, `OMP_NUM_THREADS` or half the cores), at most 4: two on a 2-core machine."""
+    text = os.environ.get("SDELAB_BOOK_JOBS", "").strip()
+    if text:
+        if not text.isdigit() or int(text) < 1:
+            raise ValueError(f"SDELAB_BOOK_JOBS must be a positive integer, got {text!r}")
+        return int(text)
+    from sdelab.utils import num_threads
+
+    threads = num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores // threads))
+
+
+def _context():
+    """fork where there is one (the workers then need no import path for this script), else spawn."""
+    import multiprocessing
+
+    return multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+
+
+def _expected_seconds(path: Path) -> float:
+    """A notebook's own estimate, `metadata.sdelab.expected_seconds` (for a fresh clone, before any run), else 0."""
+    import nbformat
+
+    meta = nbformat.read(path, as_version=4).metadata.get("sdelab", {})
+    return float(meta.get("expected_seconds", 0)) if isinstance(meta, dict) else 0.0
+
+
+def _longest_first(paths: list[Path], durations: dict[str, float]) -> list[Path]:
+    """Slow notebooks first (so the slowest does not start last), by the last run's times, else by the notebooks'
+    own estimates; the rest keep book order."""
+    return sorted(paths, key=lambda p: -(durations.get(p.name) or _expected_seconds(p)))
+
+
+def _run_all(cache, root: Path, paths: list[Path], timeout: int, jobs: int) -> list[Path]:
+    """Execute `paths` with `jobs` kernels side by side; cache each as it finishes (one failure loses no other
+    notebook's outputs); exit with every failure listed at the end. Returns the notebooks executed."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from jupyter_cache.base import CacheBundleIn
+
+    durations_file = root / "_build" / ".jupyter_cache" / "durations.json"
+    durations = json.loads(durations_file.read_text()) if durations_file.exists() else {}
+    paths = _longest_first(paths, durations)
+    print(f"book_cache: executing {len(paths)} notebook(s), {min(jobs, len(paths))} at a time", flush=True)
+    failed = []
+    with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(paths))),
+                             mp_context=_context()) as pool:
+        futures = {pool.submit(_execute_one, str(p), timeout): p for p in paths}
+        for fut in as_completed(futures):
+            path = futures[fut]
+            nb, seconds, err = fut.result()
+            if err is not None:
+                print(f"book_cache: {path.relative_to(root)} FAILED after {seconds:.0f} s", flush=True)
+                failed.append(f"{path.relative_to(root)}:\n{err}")
+                continue
+            stage = cache.add_nb_to_project(str(path))
+            cache.cache_notebook_bundle(CacheBundleIn(nb, stage.uri, data={"execution_seconds": seconds}),
+                                        check_validity=False, overwrite=True)
+            durations[path.name] = round(seconds, 1)
+            print(f"book_cache: {path.relative_to(root)} took {seconds:.1f} s", flush=True)
+    durations_file.parent.mkdir(parents=True, exist_ok=True)
+    durations_file.write_text(json.dumps(durations, indent=1) + "\n")
+    if failed:
+        sys.exit("book_cache: failed (the other notebooks are cached):\n" + "\n".join(failed))
+    return paths
+
+
+def execute(root: Path, cache_dir: Path, *, status_page: str = STATUS_PAGE, timeout: int = 900,
+            jobs: int | None = None) -> list[str]:
+    """Execute the out-of-date notebooks of `root`'s book into `cache_dir`, `jobs` kernels at a time (default
+    `default_jobs()`), the status page last; return those executed, in book order."""
     import nbformat
     from jupyter_cache import get_cache
 
@@ -121,16 +190,15 @@ def execute(root: Path, cache_dir: Path, *, status_page: str = STATUS_PAGE, time
     cache = get_cache(str(cache_dir))
     notebooks = toc_notebooks(root)
     page = root / (status_page + ".ipynb")
-    done = []
+    stale = []
     for path in (p for p in notebooks if p != page):
         try:
             cache.match_cache_notebook(nbformat.read(path, as_version=4))
-            continue
         except KeyError:
-            pass
-        print(f"book_cache: executing {path.relative_to(root)}", flush=True)
-        print(f"book_cache: {path.relative_to(root)} took {_run(cache, path, timeout):.1f} s", flush=True)
-        done.append(path.relative_to(root).as_posix())
+            stale.append(path)
+    if stale:
+        _run_all(cache, root, stale, timeout, jobs or default_jobs())
+    done = [p.relative_to(root).as_posix() for p in stale]  # in book order
     status = cache_dir / "status.json"
     write_status(cache, root, [p for p in notebooks if p != page], status)
     if page in notebooks:
@@ -142,17 +210,17 @@ def execute(root: Path, cache_dir: Path, *, status_page: str = STATUS_PAGE, time
         if stale:
             os.environ["SDELAB_BOOK_STATUS"] = str(status.resolve())
             print(f"book_cache: executing {page.relative_to(root)} (status page)", flush=True)
-            _run(cache, page, timeout)
+            _run_all(cache, root, [page], timeout, 1)
             done.append(page.relative_to(root).as_posix())
     print(f"book_cache: {len(done)} notebook(s) executed, cache {cache_dir}", flush=True)
     return done
 
 
-def build(root: Path, cache_dir: Path, flags: list[str]) -> int:
+def build(root: Path, cache_dir: Path, flags: list[str], jobs: int | None = None) -> int:
     """Execute what is out of date, then build the HTML book in cache mode from that cache."""
     import yaml
 
-    done = execute(root, cache_dir, timeout=_timeout(root))
+    done = execute(root, cache_dir, timeout=_timeout(root), jobs=jobs)
     page = root / (STATUS_PAGE + ".ipynb")
     if done and page.exists():  # Sphinx re-reads only changed files: mark the status page as changed
         os.utime(page)
@@ -173,6 +241,8 @@ def main(argv=None) -> int:
     p.add_argument("--root", type=Path, default=Path("."), help="the book's root (default .)")
     p.add_argument("--package", type=Path, default=None, help="package folder hashed (default <root>/sdelab)")
     p.add_argument("--status-page", default=STATUS_PAGE, help=f"executed last (default {STATUS_PAGE})")
+    p.add_argument("--jobs", type=int, default=None, help="notebooks executed side by side (default: SDELAB_BOOK_JOBS, "
+                   "else what the cores hold at the per-kernel thread count, at most 4)")
     argv = list(sys.argv[1:] if argv is None else argv)
     flags = argv[argv.index("--") + 1:] if "--" in argv else []  # after --: flags for jupyter-book build
     a = p.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
@@ -182,9 +252,9 @@ def main(argv=None) -> int:
         print(cache_dir)
         return 0
     if a.command == "execute":
-        execute(root, cache_dir, status_page=a.status_page, timeout=_timeout(root))
+        execute(root, cache_dir, status_page=a.status_page, timeout=_timeout(root), jobs=a.jobs)
         return 0
-    return build(root, cache_dir, flags)
+    return build(root, cache_dir, flags, a.jobs)
 
 
 def _timeout(root: Path) -> int:
