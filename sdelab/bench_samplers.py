@@ -1,41 +1,20 @@
 """Sampler rows of `python -m sdelab bench`: per-step overhead against minimal loops, and speed with the quality
 reached at equal NFE on the default grids. Every ratio is measured side by side in one run (interleaved
-repeats after a warm-up), with the median, the spread (min-max of the repeats), CPU time and load average.
+repeats after a warm-up, `sdelab.bench_timing.measure`), with the median, the spread (min-max of the repeats), CPU
+time and load average.
 """
 from __future__ import annotations
 
 import math
-import os
-import statistics
-import time
 from typing import Callable
 
 import torch
 
 from . import discrete, multistep, samplers
+from .bench_timing import measure, timing_details
 from .grids import DEFAULT_GRID, default_grid
 
-__all__ = ["measure", "minimal_loops", "overhead_rows", "quality_rows"]
-
-
-def measure(fns: dict[str, Callable[[], object]], *, repeats: int = 7, warmup: int = 2) -> dict[str, dict]:
-    """Time each callable `repeats` times, interleaved (a, b, a, b, ...) after `warmup` untimed rounds.
-
-    Returns name -> {"median_s", "min_s", "max_s", "cpu_s" (median process CPU time), "load_avg" (1-min, at the end)}."""
-    for _ in range(warmup):
-        for f in fns.values():
-            f()
-    wall = {k: [] for k in fns}
-    cpu = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, f in fns.items():
-            c0, t0 = time.process_time(), time.perf_counter()
-            f()
-            wall[k].append(time.perf_counter() - t0)
-            cpu[k].append(time.process_time() - c0)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return {k: {"median_s": statistics.median(wall[k]), "min_s": min(wall[k]), "max_s": max(wall[k]),
-                "cpu_s": statistics.median(cpu[k]), "load_avg": load} for k in fns}
+__all__ = ["measure", "minimal_loops", "overhead_rows", "quality_rows"]  # measure: from sdelab.bench_timing
 
 
 # ---------------------------------------------------------------------- minimal loops (the baselines)
@@ -132,12 +111,12 @@ def overhead_rows(*, batch: int = 64, steps: int = 100, repeats: int = 7, dtype=
             def base(loop=loop, fn=fn, tc=tc):
                 return loop(fn, x, tc, torch.Generator().manual_seed(1))
 
-            t = measure({"package": pkg, "minimal": base}, repeats=repeats)
+            t = measure({"package": pkg, "minimal": base}, repeats=repeats, warmup=2)
             rows.append({"sampler": name, "score": score_name, "batch": batch, "steps": steps, "dtype": str(dtype),
-                         "ratio": t["package"]["median_s"] / t["minimal"]["median_s"],
-                         "ratio_spread": [t["package"]["min_s"] / t["minimal"]["max_s"],
-                                          t["package"]["max_s"] / t["minimal"]["min_s"]],
-                         "package": t["package"], "minimal": t["minimal"]})
+                         "ratio": t["package"]["wall_s"] / t["minimal"]["wall_s"],
+                         "ratio_spread": [t["package"]["wall_spread_s"][0] / t["minimal"]["wall_spread_s"][1],
+                                          t["package"]["wall_spread_s"][1] / t["minimal"]["wall_spread_s"][0]],
+                         "package": timing_details(t["package"]), "minimal": timing_details(t["minimal"])})
     return rows
 
 
@@ -157,7 +136,7 @@ def quality_rows(nfe: int = 20, *, n: int = 20_000, repeats: int = 3) -> list[di
             return fn(f, sde, x_T, steps, generator=torch.Generator().manual_seed(2))
 
         t = measure({name: go}, repeats=repeats, warmup=1)[name]
-        sw, spread = quality(go())
+        sw, spread = quality(t["values"][-1])
         rows.append({"sampler": name, "nfe": steps * per_step, "grid": DEFAULT_GRID[name],
-                     "sliced_w2": sw, "spread_err": spread, "n": n, **t})
+                     "sliced_w2": sw, "spread_err": spread, "n": n, **timing_details(t)})
     return rows

@@ -179,8 +179,13 @@ def _checkpoints(args) -> int:
 
 
 def _bench(args) -> int:
-    from .bench import run
+    import json
 
+    from .bench import markdown_table, run
+
+    if args.markdown is not None:  # render an earlier run's JSON, measure nothing
+        print(markdown_table(json.loads(Path(args.markdown).read_text())), end="")
+        return 0
     run(only=args.only, quick=args.quick, out=args.out, device=args.device)
     return 0
 

@@ -184,6 +184,8 @@ def _bench_args(p):
     p.add_argument("--out", default="bench_results.json", help="JSON output (default bench_results.json)")
     p.add_argument("--device", type=_bench_device, default=None,
                    help="device for the GPU rows (default: CUDA when available)")
+    p.add_argument("--markdown", metavar="FILE.json", default=None,
+                   help="print README's performance table from a bench JSON file and exit (runs nothing)")
 
 
 def _bench_device(text: str):

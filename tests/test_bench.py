@@ -1,7 +1,12 @@
-"""`python -m sdelab bench --quick --only <cheap rows>`: the table and the JSON structure (no timing asserted)."""
+"""`python -m sdelab bench --quick --only <cheap rows>`: the table, the JSON structure, the markdown table, the
+throughput rows in their tiny CPU mode, and the sampler rows (no timing asserted)."""
 import json
 
-from sdelab.bench import NO_GPU, ROWS, SAMPLER_STEPS
+import pytest
+
+from sdelab.bench import NO_GPU, ROWS, SAMPLING_NFE, markdown_table
+from sdelab.bench_images import EVALS_PER_STEP, sampling_steps
+from sdelab.bench_timing import TIMING_FIELDS
 from sdelab.cli import main
 
 
@@ -12,7 +17,8 @@ def test_quick_bench_writes_table_and_json(tmp_path, capsys):
     assert main(argv) == 0
     table = capsys.readouterr().out
     res = json.loads(out.read_text())
-    for key in ("date", "device", "torch", "python", "threads", "quick", "cuda", "rows"):
+    for key in ("date", "device", "torch", "python", "threads", "cpu_count", "load_avg_start", "quick", "cuda",
+                "rows"):
         assert key in res, key
     assert res["quick"] is True and res["cuda"] is False and res["device"].startswith("CPU")
     names = [r["row"] for r in res["rows"]]
@@ -25,19 +31,86 @@ def test_quick_bench_writes_table_and_json(tmp_path, capsys):
         row = next(r for r in res["rows"] if r["row"] == gpu_row)
         assert row["status"] == NO_GPU and row["value"] is None
     assert table.count(NO_GPU) == 2
-    # sampling: one measured row per sampler (rk45 is left out of the quick run)
+    # sampling: one measured row per sampler (rk45 is left out of the quick run), all at the same NFE
     sampling = [r for r in res["rows"] if r["row"].startswith("sampling:")]
-    assert {r["row"] for r in sampling} == {f"sampling:{n}" for n in
-                                            ("euler_maruyama", "pc", "pf_euler", "heun", "ddpm", "ddim", "dpm2m")}
+    assert {r["row"] for r in sampling} == {f"sampling:{n}" for n in EVALS_PER_STEP}
     for r in sampling:
+        name, d = r["row"].split(":")[1], r["details"]
         assert r["status"] == "measured" and r["value"] > 0
-        assert r["details"]["max_abs_pixel"] > 0 and "fid" not in r["details"]  # no FID from 2 images
-    for r in sampling:  # network evaluations: one per step, two for Heun and predictor-corrector
-        name = r["row"].split(":")[1]
-        k = max(5, SAMPLER_STEPS[name] // 25)
-        assert r["details"]["nfe"] == (2 * k if name in ("pc", "heun") else k), r
+        assert d["nfe"] == SAMPLING_NFE == d["steps"] * EVALS_PER_STEP[name], r  # counted by a forward hook
+        assert f"{SAMPLING_NFE} NFE" in r["metric"]
+        assert set(TIMING_FIELDS) <= set(d) and d["repeats"] == 3 and d["warmup"] == 1
+        assert d["wall_spread_s"][0] <= d["wall_s"] <= d["wall_spread_s"][1]
+        assert d["max_abs_pixel"] > 0 and "fid" not in d  # no FID from 2 images
+        assert 0 <= d["confident"] <= 1 and 0 <= d["label_match"] <= 1 and "confident" in d["quality"]
+        assert d["grid"] in ("uniform", "logsnr", "karras"), r  # read off the times the network was called at
     assert "classifier" in names
     assert str(out) in table
+    # the markdown table from that JSON: one line per row, through the CLI
+    assert main(["bench", "--markdown", str(out)]) == 0
+    md = capsys.readouterr().out.splitlines()
+    assert md[0] == "| row | target | measured | device, date |" and len(md) == 2 + len(res["rows"])
+    assert all(line.startswith("| ") and line.endswith(f"{res['date'][:10]} |") for line in md[2:])
+
+
+def test_markdown_table_from_a_hand_made_result(tmp_path):
+    timing = {"wall_s": 7.6, "wall_spread_s": [7.1, 8.0], "cpu_s": 7.5, "load_avg": [0.5, 1.25], "repeats": 3,
+              "warmup": 1}
+    result = {"date": "2026-12-06T01:00:00+00:00", "device": "CPU (x86_64, 2 cores, 1 threads)", "rows": [
+        {"row": "ring", "metric": "time to SW <= 1.5x floor", "value": 7.6, "unit": "s", "target": "<= 30 s",
+         "status": "measured", "details": {**timing, "floor": 0.02}},
+        {"row": "mnist_throughput", "metric": "training img/s", "value": None, "unit": "img/s",
+         "target": ">= 20,000 img/s", "status": NO_GPU, "details": {}},
+        {"row": "mnist_throughput:ratio", "metric": "train() / plain loop", "value": 0.97, "unit": "x",
+         "target": ">= 0.9", "status": "measured", "details": {"device": "NVIDIA H100", "ratio_spread": [0.9, 1.0]}},
+        {"row": "ring", "metric": "again", "value": None, "unit": "s", "target": "",
+         "status": "not reached in 3000 steps", "details": {}},
+    ]}
+    lines = markdown_table(result).splitlines()
+    assert lines[:2] == ["| row | target | measured | device, date |", "|---|---|---|---|"] and len(lines) == 6
+    ring, gpu, ratio, missed = lines[2:]
+    assert ring == ("| ring: time to SW <= 1.5x floor | <= 30 s | 7.6 s (median of 3: 7.6 s (7.1-8), CPU 7.5 s, "
+                    "load 0.5->1.25; SW floor 0.02) | CPU (x86_64, 2 cores, 1 threads), 2026-12-06 |")
+    assert f"| {NO_GPU} |" in gpu  # a None value is shown as unmeasured, with the reason
+    assert "| unmeasured (not reached in 3000 steps) |" in missed
+    assert ratio.endswith("| 0.97 x (spread 0.9-1) | NVIDIA H100, 2026-12-06 |")  # the row's own device
+    with pytest.raises(ValueError, match="missing"):
+        markdown_table({"rows": []})
+    assert main(["bench", "--markdown", str(tmp_path / "absent.json")]) == 2  # one-line error, no traceback
+
+
+def test_throughput_on_cpu_in_tiny_mode():
+    import torch
+
+    from sdelab.bench_mnist import bench_mnist_throughput
+
+    assert [r["status"] for r in bench_mnist_throughput(True, torch.device("cpu"))] == [NO_GPU]
+    rows = {r["row"]: r for r in bench_mnist_throughput(True, torch.device("cpu"), cpu_tiny=True)}
+    assert set(rows) == {"mnist_throughput", "mnist_throughput:plain", "mnist_throughput:ratio",
+                         "mnist_throughput:tutorial", "mnist_throughput:tutorial_ratio"}
+    for r in rows.values():
+        assert r["status"] == "measured" and r["value"] > 0
+        assert "CPU" in r["details"]["device"] and "not a GPU figure" in r["details"]["device"]
+        assert "[CPU, tiny sizes]" in r["metric"] and r["target"] == ""  # the targets are GPU targets
+    same, tutorial = rows["mnist_throughput"]["details"], rows["mnist_throughput:tutorial"]["details"]
+    assert same["batch"] == rows["mnist_throughput:plain"]["details"]["batch"] == 16
+    assert same["precision"] == rows["mnist_throughput:plain"]["details"]["precision"] == "fp32"
+    assert tutorial["batch"] == 32 and tutorial["precision"] == "fp32"
+    for name in ("mnist_throughput", "mnist_throughput:plain", "mnist_throughput:tutorial"):
+        assert set(TIMING_FIELDS) <= set(rows[name]["details"])
+    # the ratio rows are the img/s of the rows they compare (1 % for the rounding of img/s to integers and 3 digits)
+    expect = rows["mnist_throughput"]["value"] / rows["mnist_throughput:plain"]["value"]
+    assert rows["mnist_throughput:ratio"]["value"] == pytest.approx(expect, rel=0.01)
+    lo, hi = rows["mnist_throughput:ratio"]["details"]["ratio_spread"]
+    assert lo <= rows["mnist_throughput:ratio"]["value"] <= hi
+
+
+def test_sampling_steps():
+    assert sampling_steps("heun", 20) == 10 and sampling_steps("pc", 20) == 10 and sampling_steps("ddim", 20) == 20
+    with pytest.raises(ValueError, match="nfe must be"):
+        sampling_steps("heun", 7)
+    with pytest.raises(ValueError, match="sampler must be"):
+        sampling_steps("rk45")
 
 
 def test_minimal_loops_are_the_same_algorithms_as_the_samplers():
@@ -67,6 +140,6 @@ def test_overhead_and_quality_rows_structure():
     assert {r["score"] for r in rows} == {"near-free", "ring"} and len(rows) == 12
     for r in rows:
         assert r["ratio"] > 0 and r["ratio_spread"][0] <= r["ratio"] <= r["ratio_spread"][1]
-        assert {"median_s", "min_s", "max_s", "cpu_s", "load_avg"} <= set(r["package"])
+        assert set(TIMING_FIELDS) <= set(r["package"]) <= set(TIMING_FIELDS)
     q = quality_rows(8, n=200, repeats=1)
     assert all(r["nfe"] == 8 and r["sliced_w2"] > 0 for r in q)
