@@ -14,7 +14,8 @@ _SUBMODULES = {
     "brownian", "sde", "fokker_planck", "symbolic", "toy", "param", "losses", "nets", "unet", "train",
     "data", "samplers", "discrete", "likelihood", "metrics", "plot", "widgets", "exercises", "cli", "bench",
     "hub", "classifier", "distributed", "recipes", "checkpoint", "embeddings",
-    "grids", "multistep", "validate", "grid_measure", "bench_samplers", "cli_args",
+    "grids", "multistep", "validate", "grid_measure", "bench_samplers", "cli_args", "bench_timing", "bench_mnist",
+    "bench_images", "unipc",
 }
 
 

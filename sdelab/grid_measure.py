@@ -25,6 +25,7 @@ from .multistep import dpm_solver_3m
 from .samplers import euler_maruyama, pf_ode_euler, pf_ode_heun, predictor_corrector
 from .sde import VPSDE
 from .toy import ring
+from .unipc import unipc
 
 __all__ = ["make_problem", "run", "measure", "thresholds", "grade", "KINDS", "NFES", "SAMPLERS"]
 
@@ -37,7 +38,7 @@ SAMPLERS = {
     "euler_maruyama": (euler_maruyama, 1, False), "predictor_corrector": (predictor_corrector, 2, False),
     "pf_ode_euler": (pf_ode_euler, 1, False), "pf_ode_heun": (pf_ode_heun, 2, False),
     "ddpm_sample": (ddpm_sample, 1, True), "ddim_sample": (ddim_sample, 1, True),
-    "dpm_solver_2m": (dpm_solver_2m, 1, True), "dpm_solver_3m": (dpm_solver_3m, 1, True),
+    "dpm_solver_2m": (dpm_solver_2m, 1, True), "dpm_solver_3m": (dpm_solver_3m, 1, True), "unipc": (unipc, 1, True),
 }
 
 

@@ -23,7 +23,7 @@ DEFAULT_EPS = 1e-3
 DEFAULT_GRID: dict[str, str] = {
     "euler_maruyama": "logsnr", "predictor_corrector": "uniform", "pf_ode_euler": "uniform",
     "pf_ode_heun": "logsnr", "pf_ode_rk45": "uniform", "ddpm_sample": "logsnr", "ddim_sample": "logsnr",
-    "dpm_solver_2m": "logsnr", "dpm_solver_3m": "logsnr",
+    "dpm_solver_2m": "logsnr", "dpm_solver_3m": "logsnr", "unipc": "logsnr",
 }
 """Maps each sampler's name to its default grid kind, the one with the fewest NFE to the strict quality of `sdelab.grid_measure`, ties (and
 samplers that reach it on no grid within 1,024 NFE) broken by the loose quality. RK45 picks its own steps."""
@@ -37,6 +37,7 @@ MEASURED_NFE: dict[str, dict[str, tuple[int | None, int | None]]] = {
     "ddim_sample": {"uniform": (14, 1024), "logsnr": (18, 768), "karras": (20, 768)},
     "dpm_solver_2m": {"uniform": (12, 768), "logsnr": (14, 96), "karras": (20, 128)},
     "dpm_solver_3m": {"uniform": (48, 160), "logsnr": (12, 80), "karras": (20, 96)},
+    "unipc": {"uniform": (48, 320), "logsnr": (14, 56), "karras": (18, 64)},
 }
 """`(loose, strict)` fewest NFE measured by `tools/measure_grids.py` (n = 20,000; None: not reached within
 1,024 NFE)."""

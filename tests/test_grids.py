@@ -12,10 +12,11 @@ from sdelab.multistep import dpm_solver_3m
 from sdelab.samplers import euler_maruyama, pf_ode_euler, pf_ode_heun, pf_ode_rk45, predictor_corrector
 from sdelab.sde import VESDE, VPSDE, reverse_drift
 from sdelab.toy import GaussianMixture, ring
+from sdelab.unipc import unipc
 
 F64 = torch.float64
 SCORE_SAMPLERS = [euler_maruyama, predictor_corrector, pf_ode_euler, pf_ode_heun]
-EPS_SAMPLERS = [ddpm_sample, ddim_sample, dpm_solver_2m, dpm_solver_3m]
+EPS_SAMPLERS = [ddpm_sample, ddim_sample, dpm_solver_2m, dpm_solver_3m, unipc]
 
 
 def gen(seed):
