@@ -18,7 +18,8 @@ __all__ = ["SAMPLING_NFE", "EVALS_PER_STEP", "sampling_steps", "grid_kind", "ima
 
 SAMPLING_NFE = 20
 """Network evaluations per image in every `sampling` row (rk45 is adaptive and reports its own)."""
-EVALS_PER_STEP = {"euler_maruyama": 1, "pc": 2, "pf_euler": 1, "heun": 2, "ddpm": 1, "ddim": 1, "dpm2m": 1}
+EVALS_PER_STEP = {"euler_maruyama": 1, "pc": 2, "pf_euler": 1, "heun": 2, "ddpm": 1, "ddim": 1, "dpm2m": 1,
+                  "unipc": 1}
 """Network evaluations per step of each sampler of `sdelab.recipes.generate` (Heun and predictor-corrector: 2)."""
 CONFIDENT = 0.9
 

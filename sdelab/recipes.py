@@ -21,6 +21,7 @@ import torch
 
 from . import discrete, samplers
 from .hub import build_model, export_weights, sde_spec
+from .unipc import unipc
 from .param import eps_fn, score_fn
 from .sde import VPSDE
 from .train import TrainResult, train
@@ -35,7 +36,7 @@ _SAMPLERS: dict[str, tuple[str, Callable]] = {
     "euler_maruyama": ("score", samplers.euler_maruyama), "pc": ("score", samplers.predictor_corrector),
     "pf_euler": ("score", samplers.pf_ode_euler), "heun": ("score", samplers.pf_ode_heun),
     "rk45": ("score", samplers.pf_ode_rk45), "ddpm": ("eps", discrete.ddpm_sample),
-    "ddim": ("eps", discrete.ddim_sample), "dpm2m": ("eps", discrete.dpm_solver_2m),
+    "ddim": ("eps", discrete.ddim_sample), "dpm2m": ("eps", discrete.dpm_solver_2m), "unipc": ("eps", unipc),
 }
 SAMPLER_NAMES = tuple(_SAMPLERS)
 """Sampler names accepted by `generate` and `python -m sdelab sample --sampler`."""
@@ -113,7 +114,8 @@ def generate(model, sde, n: int, *, sampler: str = "euler_maruyama", steps: int 
              eps: float = 1e-3, clip_x0: float | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     r"""Draw `n` samples of shape `shape` from `model` with the sampler called `sampler` on `steps` steps.
 
-    Grids: `sde.time_grid(steps, eps)` ($T \to \epsilon$), except `dpm2m`, which uses the log-SNR grid.
+    Grids: `sde.time_grid(steps, eps)` ($T \to \epsilon$), except `dpm2m` and `unipc` (UniPC-3), which use the
+    log-SNR grid.
     A class-conditional model samples `label` (an int; -1 for the null label), or with `label=None` the
     labels `0, 1, ..., 9, 0, ...` in turn; `guidance` is the classifier-free guidance weight $w$. `prediction` is
     what the model outputs (None: `model.prediction`, which shipped and trained models carry, else `"eps"`).
@@ -153,7 +155,7 @@ def generate(model, sde, n: int, *, sampler: str = "euler_maruyama", steps: int 
         if label is not None and not -1 <= int(label) < K:
             raise ValueError(f"label must lie in 0..{K - 1} (or -1 for unconditional), got {label!r}")
         y_all = torch.full((int(n),), int(label)) if label is not None else torch.arange(int(n)) % K
-    ts = discrete.logsnr_time_grid(sde, steps, eps) if sampler == "dpm2m" else sde.time_grid(steps, eps)
+    ts = discrete.logsnr_time_grid(sde, steps, eps) if sampler in ("dpm2m", "unipc") else sde.time_grid(steps, eps)
     if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     out, batch_size = [], int(batch_size)

@@ -102,7 +102,7 @@ def test_train_mnist_unet_trains_what_the_config_says():
         assert res.step == 2 and res.ema.prediction == res.model.prediction == pred
 
 
-@pytest.mark.parametrize("sampler", ["ddim", "pf_euler", "heun", "dpm2m"])
+@pytest.mark.parametrize("sampler", ["ddim", "pf_euler", "heun", "dpm2m", "unipc"])
 def test_deterministic_samples_do_not_depend_on_the_batch_size(sampler):
     """Sample i depends on the seed and i only: batch sizes 1, 3 and n give the same samples."""
     torch.manual_seed(0)
