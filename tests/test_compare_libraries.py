@@ -103,18 +103,25 @@ def test_diffusers_dpmpp_2m_karras_end_to_end():
     assert quality(x)[0] <= ref["sw_max"]   # bound: grid_measure's loose mark at n = 2000 (1.1 x the converged W2)
 
 
-def test_scan_finds_the_fewest_nfe_and_stops_at_strict():
-    # fake sampler whose quality improves with the budget: loose from 8 on, strict (spread) from 16, p_0 strict from 20
+def test_scan_finds_the_fewest_nfe_and_where_strict_holds_from_on():
+    # fake sampler: loose from 8 on, strict (spread) from 16, p_0 strict from 20; its spread error also crosses zero
+    # at 12 (strict there, not at 14), so "first strict" is 12 and "strict from" 16
     ref = {"sw_max": 1.0, "spread_tol": 0.01}
     runner = lambda b: (torch.full((2, 2), float(b), dtype=F64), b)
-    quality = lambda x: (8 / x[0, 0].item(), 0.16 / x[0, 0].item())
+    quality = lambda x: (8 / x[0, 0].item(), 0.0 if x[0, 0].item() == 12 else 0.16 / x[0, 0].item())
     quality0 = lambda x: (8 / x[0, 0].item(), 0.2 / x[0, 0].item())
-    row = cl.scan(runner, quality, quality0, ref, ends_at_zero=True, nfes=[6, 8, 12, 16, 20, 24, 32])
-    assert (row["loose"], row["strict"], row["loose_p0"], row["strict_p0"]) == (8, 16, 8, 20)
-    assert row["spread_at_strict"] == pytest.approx(0.01)
-    assert [r[0] for r in row["runs"]] == [6, 8, 12, 16, 20]   # stopped once both were strict
-    row = cl.scan(runner, quality, quality0, ref, ends_at_zero=False, nfes=[6, 8, 12, 16, 20, 24, 32])
-    assert [r[0] for r in row["runs"]] == [6, 8, 12, 16]
+    row = cl.scan(runner, quality, quality0, ref, ends_at_zero=True, nfes=[6, 8, 12, 14, 16, 20, 24, 32])
+    assert (row["loose"], row["strict"], row["strict_from"]) == (8, 12, 16)
+    assert (row["loose_p0"], row["strict_p0"], row["strict_from_p0"]) == (8, 20, 20)
+    assert [r[0] for r in row["runs"]] == [6, 8, 12, 14, 16, 20, 24, 32]   # every budget is tried
+
+
+def test_strict_from_needs_every_larger_budget_to_pass():
+    from sdelab.grid_measure import strict_from
+
+    assert strict_from([(8, False), (12, True), (16, False), (20, True), (24, True)]) == 20
+    assert strict_from([(24, True), (8, True), (16, True)]) == 8      # order of the runs does not matter
+    assert strict_from([(8, True), (16, False)]) is None
 
 
 @pytest.mark.skipif(importlib.util.find_spec("diffusers") is not None, reason="only without the libraries")

@@ -25,7 +25,7 @@ import types
 import torch
 
 from sdelab.discrete import ddim_sample
-from sdelab.grid_measure import EPS, NFES, SAMPLERS, grade, make_problem, run, thresholds
+from sdelab.grid_measure import EPS, NFES, SAMPLERS, grade, make_problem, run, strict_from, thresholds
 from sdelab.grids import DEFAULT_GRID
 from sdelab.metrics import sliced_wasserstein
 from sdelab.sde import VPSDE
@@ -254,8 +254,10 @@ def select(names, only):
 
 
 def scan(runner, quality, quality0, ref, ends_at_zero: bool, nfes=NFES) -> dict:
-    """Fewest NFE to loose / strict (p_eps, and p_0 for samplers ending at 0), increasing the budget until strict."""
+    """Fewest NFE to loose / strict (p_eps, and p_0 for samplers ending at 0) over every budget of `nfes`, and
+    `strict_from` (`sdelab.grid_measure.strict_from`: strict at every larger budget too)."""
     row = {"loose": None, "strict": None, "spread_at_strict": None, "loose_p0": None, "strict_p0": None, "runs": []}
+    passes = {"": [], "_p0": []}
     for budget in nfes:
         with torch.no_grad():
             x, nfe = runner(budget)
@@ -265,14 +267,14 @@ def scan(runner, quality, quality0, ref, ends_at_zero: bool, nfes=NFES) -> dict:
         q, q0 = quality(x.to(F64)), quality0(x.to(F64))
         row["runs"].append([nfe, *q, *q0])
         for key, (ok_loose, ok_strict), spread in (("", grade(q, ref), q[1]), ("_p0", grade(q0, ref), q0[1])):
+            passes[key].append((nfe, ok_strict))
             if ok_loose and row["loose" + key] is None:
                 row["loose" + key] = nfe
             if ok_strict and row["strict" + key] is None:
                 row["strict" + key] = nfe
                 if not key:
                     row["spread_at_strict"] = spread
-        if row["strict"] is not None and (row["strict_p0"] is not None or not ends_at_zero):
-            break
+    row["strict_from"], row["strict_from_p0"] = strict_from(passes[""]), strict_from(passes["_p0"])
     return row
 
 
@@ -318,16 +320,16 @@ def main(argv=None) -> None:
         print("diffusers DDIM vs sdelab ddim_sample, 32 steps, max |diff|:", out["ddim_check"])
     rows, quality0 = build_rows(*libs, problem, a.betas), p0_quality(a.n)
     print(f"{'sampler':34s} {'grid/spacing':16s} {'end':4s} {'precision':16s} {'loose':>5s} {'strict':>6s} "
-          f"{'spread@strict':>13s} {'p0 loose':>8s} {'p0 strict':>9s}")
+          f"{'spread@strict':>13s} {'p0 loose':>8s} {'p0 strict':>9s} {'from on':>7s} {'p0 from on':>10s}")
     for name in sorted(names, key=family):
         lib, grid, end, prec, runner = rows[name]
         budgets = [b for b in NFES if b <= N_TRAIN or lib != "diffusers"]   # diffusers refuses > 1000 steps
         r = scan(runner, quality, quality0, ref, end == "0", budgets)
         out["rows"][name] = {"library": lib, "grid": grid, "ends_at": end, "precision": prec, **r}
         sp = "-" if r["spread_at_strict"] is None else f"{r['spread_at_strict']:+.4f}"
-        p0 = (_fmt(r["loose_p0"]), _fmt(r["strict_p0"])) if end == "0" else ("n/a", "n/a")
+        p0 = (_fmt(r["loose_p0"]), _fmt(r["strict_p0"]), _fmt(r["strict_from_p0"])) if end == "0" else ("n/a",) * 3
         print(f"{name:34s} {grid:16s} {end:4s} {prec:16s} {_fmt(r['loose']):>5s} {_fmt(r['strict']):>6s} {sp:>13s} "
-              f"{p0[0]:>8s} {p0[1]:>9s}", flush=True)
+              f"{p0[0]:>8s} {p0[1]:>9s} {_fmt(r['strict_from']):>7s} {p0[2]:>10s}", flush=True)
     print(f"EM-1000: sliced W2 {ref['sw']:.4f}, loose bound {ref['sw_max']:.4f}, spread tolerance {ref['spread_tol']:.4f}")
     if a.json:
         with open(a.json, "w") as f:
