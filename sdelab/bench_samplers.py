@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from . import discrete, multistep, samplers
+from . import discrete, multistep, samplers, unipc
 from .bench_timing import measure, timing_details
 from .grids import DEFAULT_GRID, default_grid
 
@@ -87,8 +87,8 @@ def minimal_loops(sde) -> dict[str, Callable]:
 PACKAGE = {"euler_maruyama": samplers.euler_maruyama, "predictor_corrector": samplers.predictor_corrector,
            "pf_ode_euler": samplers.pf_ode_euler, "pf_ode_heun": samplers.pf_ode_heun,
            "ddim_sample": discrete.ddim_sample, "dpm_solver_2m": discrete.dpm_solver_2m,
-           "ddpm_sample": discrete.ddpm_sample, "dpm_solver_3m": multistep.dpm_solver_3m}
-EPS_BASED = {"ddim_sample", "dpm_solver_2m", "ddpm_sample", "dpm_solver_3m"}
+           "ddpm_sample": discrete.ddpm_sample, "dpm_solver_3m": multistep.dpm_solver_3m, "unipc": unipc.unipc}
+EPS_BASED = {"ddim_sample", "dpm_solver_2m", "ddpm_sample", "dpm_solver_3m", "unipc"}
 
 
 def overhead_rows(*, batch: int = 64, steps: int = 100, repeats: int = 7, dtype=torch.float32) -> list[dict]:
