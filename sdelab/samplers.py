@@ -201,8 +201,8 @@ def pf_ode_heun(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, ts, *, generator: 
     $\tilde x = x + v(x, t)\,\Delta t$, then $x \leftarrow x + \tfrac12[v(x, t) + v(\tilde x, t + \Delta t)]\,\Delta t$.
     A step that ends exactly at $t = 0$, where the score may be singular (a network is never trained
     there), is a plain Euler step, as in Karras et al. (2022); with the usual end time $\epsilon > 0$
-    every step is a Heun step. Two score evaluations per Heun step. An int `ts` is that many steps on the
-    Karras grid (`DEFAULT_GRID`), the one on which Heun needs the fewest evaluations.
+    every step is a Heun step. Two score evaluations per Heun step. An int `ts` is that many steps on Heun's
+    default grid (`sdelab.grids.DEFAULT_GRID`), the one on which it needed the fewest evaluations.
     """
     tb, tc = _prepare(sde, x, ts, "pf_ode_heun")
     a, cg2, _, dt = _coefficients(sde, tc, 0.5)
