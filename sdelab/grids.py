@@ -21,7 +21,7 @@ __all__ = ["DEFAULT_GRID", "MEASURED_NFE", "DEFAULT_EPS", "default_grid", "resol
 DEFAULT_EPS = 1e-3
 
 DEFAULT_GRID: dict[str, str] = {
-    "euler_maruyama": "logsnr", "predictor_corrector": "uniform", "pf_ode_euler": "uniform",
+    "euler_maruyama": "uniform", "predictor_corrector": "logsnr", "pf_ode_euler": "uniform",
     "pf_ode_heun": "logsnr", "pf_ode_rk45": "uniform", "ddpm_sample": "logsnr", "ddim_sample": "logsnr",
     "dpm_solver_2m": "logsnr", "dpm_solver_3m": "logsnr", "unipc": "logsnr",
 }
@@ -29,18 +29,19 @@ DEFAULT_GRID: dict[str, str] = {
 samplers that reach it on no grid within 1,024 NFE) broken by the loose quality. RK45 picks its own steps."""
 
 MEASURED_NFE: dict[str, dict[str, tuple[int | None, int | None]]] = {
-    "euler_maruyama": {"uniform": (40, 512), "logsnr": (8, 320), "karras": (16, 768)},
-    "predictor_corrector": {"uniform": (64, 512), "logsnr": (16, None), "karras": (28, None)},
+    "euler_maruyama": {"uniform": (40, 512), "logsnr": (8, 768), "karras": (16, 768)},
+    "predictor_corrector": {"uniform": (64, None), "logsnr": (16, None), "karras": (28, None)},
     "pf_ode_euler": {"uniform": (14, 512), "logsnr": (12, 1024), "karras": (14, None)},
-    "pf_ode_heun": {"uniform": (28, 384), "logsnr": (20, 40), "karras": (28, 40)},
-    "ddpm_sample": {"uniform": (16, None), "logsnr": (10, 512), "karras": (14, 1024)},
+    "pf_ode_heun": {"uniform": (28, 384), "logsnr": (20, 40), "karras": (28, 128)},
+    "ddpm_sample": {"uniform": (16, None), "logsnr": (10, 1024), "karras": (14, 1024)},
     "ddim_sample": {"uniform": (14, 1024), "logsnr": (18, 768), "karras": (20, 768)},
     "dpm_solver_2m": {"uniform": (12, 768), "logsnr": (14, 96), "karras": (20, 128)},
     "dpm_solver_3m": {"uniform": (48, 160), "logsnr": (12, 80), "karras": (20, 96)},
     "unipc": {"uniform": (48, 320), "logsnr": (14, 56), "karras": (18, 64)},
 }
-"""`(loose, strict)` fewest NFE measured by `tools/measure_grids.py` (n = 20,000; None: not reached within
-1,024 NFE)."""
+"""`(loose, strict)` NFE measured by `tools/measure_grids.py` (n = 20,000, 2026-12-06): the first NFE that passes loose,
+and the fewest NFE from which strict holds at every larger NFE tried up to 1,024 (`grid_measure.strict_from`;
+None: strict fails at 1,024)."""
 
 
 def _name(sampler) -> str:
