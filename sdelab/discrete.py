@@ -267,6 +267,18 @@ def ddim_sample(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, ts, *, eta: float = 0.
     return watch.check(x)
 
 
+def _log_snr_setup(sde: SDE, x: torch.Tensor, ts, sampler: str, clip_x0):
+    """What every log-SNR solver starts with: the checked `clip_x0`, the batch times, the CPU grid, a `FiniteWatch`,
+    alpha and sigma as floats and the half log-SNR $\\lambda = \\log(\\alpha/\\sigma)$ (needs sigma > 0 at the end)."""
+    clip_x0 = _check_clip(clip_x0)
+    tb, tc, watch = _prepare(sde, x, ts, sampler)
+    al, si = _coeffs(sde, tc)
+    if si[-1] <= 0:
+        raise ValueError(f"{sampler}: sigma(ts[-1]) must be > 0 (lambda = log(alpha/sigma) is infinite at t = 0)")
+    lam = [math.log(a) - math.log(s) for a, s in zip(al, si)]
+    return clip_x0, tb, tc, watch, al, si, lam
+
+
 def dpm_solver_2m(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, ts, *, generator: torch.Generator | None = None,
                   callback=None, lower_order_final: bool = True, clip_x0: float | None = None) -> torch.Tensor:
     r"""DPM-Solver++(2M) (Lu et al., 2022b, Alg. 2): a multistep second-order solver of the PF-ODE in data
@@ -285,12 +297,7 @@ def dpm_solver_2m(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, ts, *, generator: to
     `clip_x0` $= c$ clamps every $\hat x_0$ to $[-c, c]$ before it enters $D_i$ (the static thresholding of
     Lu et al.); see `ddim_sample`.
     """
-    clip_x0 = _check_clip(clip_x0)
-    ts, tc, watch = _prepare(sde, x, ts, "dpm_solver_2m")
-    al, si = _coeffs(sde, tc)
-    if si[-1] <= 0:
-        raise ValueError("dpm_solver_2m: sigma(ts[-1]) must be > 0 (lambda = log(alpha/sigma) is infinite at t = 0)")
-    lam = [math.log(a) - math.log(s) for a, s in zip(al, si)]
+    clip_x0, ts, tc, watch, al, si, lam = _log_snr_setup(sde, x, ts, "dpm_solver_2m", clip_x0)
     n = len(tc) - 1
     x0_prev, h_prev = None, None
     for i in range(n):

@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from .discrete import _check_clip, _clipped, _coeffs, _eps, _prepare
+from .discrete import _clipped, _eps, _log_snr_setup
 from .sde import SDE
 
 __all__ = ["dpm_solver_3m"]
@@ -53,12 +53,7 @@ def dpm_solver_3m(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, ts, *, generator: to
     step; needs $\sigma > 0$ at every grid time. `ts`: a grid, or an int number of steps on the default grid
     (`sdelab.samplers.DEFAULT_GRID`). `clip_x0` as in `sdelab.discrete.ddim_sample`.
     """
-    clip_x0 = _check_clip(clip_x0)
-    tb, tc, watch = _prepare(sde, x, ts, "dpm_solver_3m")
-    al, si = _coeffs(sde, tc)
-    if si[-1] <= 0:
-        raise ValueError("dpm_solver_3m: sigma(ts[-1]) must be > 0 (lambda = log(alpha/sigma) is infinite at t = 0)")
-    lam = [math.log(a) - math.log(s) for a, s in zip(al, si)]
+    clip_x0, tb, tc, watch, al, si, lam = _log_snr_setup(sde, x, ts, "dpm_solver_3m", clip_x0)
     n, ms = len(tc) - 1, []
     for i in range(n):
         x0, _ = _clipped(x, _eps(eps_fn, x, tb[i]), al[i], si[i], clip_x0)

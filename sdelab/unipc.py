@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .discrete import _check_clip, _clipped, _coeffs, _eps, _prepare
+from .discrete import _clipped, _eps, _log_snr_setup
 from .sde import SDE
 
 __all__ = ["unipc", "unipc_weights"]
@@ -75,12 +75,7 @@ def unipc(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, ts, *, order: int = 3, gener
     """
     if isinstance(order, bool) or order not in (1, 2, 3):
         raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
-    clip_x0 = _check_clip(clip_x0)
-    tb, tc, watch = _prepare(sde, x, ts, "unipc")
-    al, si = _coeffs(sde, tc)
-    if si[-1] <= 0:
-        raise ValueError("unipc: sigma(ts[-1]) must be > 0 (lambda = log(alpha/sigma) is infinite at t = 0)")
-    lam = [math.log(a) - math.log(s) for a, s in zip(al, si)]
+    clip_x0, tb, tc, watch, al, si, lam = _log_snr_setup(sde, x, ts, "unipc", clip_x0)
     n, ms, x_last, used = len(tc) - 1, [], None, 0
     for i in range(n):
         m, _ = _clipped(x, _eps(eps_fn, x, tb[i]), al[i], si[i], clip_x0)
