@@ -66,3 +66,15 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
     with pytest.raises(OSError, match="disk full"):
         atomic_write(path, failing)
     assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["m.json"]
+
+
+def test_an_ignored_signal_stays_ignored():
+    # a job started with SIGINT ignored (nohup, `cmd &` without job control) is not made interruptible
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with DeferInterrupt() as sigint:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+            assert not sigint.requested
+    finally:
+        signal.signal(signal.SIGINT, old)
