@@ -48,7 +48,7 @@ notebooks: install
 # After the build: checks on the HTML, then every page in headless Chromium, offline (tests/test_browser.py;
 # SDELAB_REQUIRE_BUILD=1 makes a missing Chromium or Playwright a failure, never a skip).
 book-check: install
-	SDELAB_QUICK=1 SDELAB_STATIC=1 $(BIN)/jupyter-book build . $(BOOK_FLAGS)
+	SDELAB_QUICK=1 SDELAB_STATIC=1 $(PY) tools/book_cache.py force -- $(BOOK_FLAGS)
 	SDELAB_REQUIRE_BUILD=1 $(BIN)/pytest -q -p no:cacheprovider tests/test_built_html.py tests/test_browser.py
 
 # The browser test on an existing build (HTML=<dir> for another one); skips with a message without Chromium.
@@ -74,7 +74,7 @@ book-refs: install
 chapter: install
 	@test -n "$(NB)" || { echo "usage: make chapter NB=book/<part>/<name>.ipynb"; exit 2; }
 	@toc=$$(mktemp --suffix=.yml) && printf 'format: jb-book\nroot: %s\n' "$(basename $(NB))" > $$toc && \
-	SDELAB_QUICK=1 SDELAB_STATIC=1 $(BIN)/jupyter-book build . --toc $$toc --path-output _build/chapter/$(notdir $(basename $(NB))) $(BOOK_FLAGS); \
+	SDELAB_QUICK=1 SDELAB_STATIC=1 $(PY) tools/book_cache.py force -- --toc $$toc --path-output _build/chapter/$(notdir $(basename $(NB))) $(BOOK_FLAGS); \
 	rc=$$?; rm -f $$toc; exit $$rc
 
 pdf: install
@@ -83,7 +83,7 @@ pdf: install
 	@echo "The PDF is at $(CURDIR)/_build/latex/sde-diffusion-book.pdf"
 
 linkcheck: install
-	SDELAB_QUICK=1 SDELAB_STATIC=1 $(BIN)/jupyter-book build . --builder linkcheck
+	SDELAB_QUICK=1 SDELAB_STATIC=1 $(PY) tools/book_cache.py force -- --builder linkcheck
 
 # LAB_FLAGS: extra flags, e.g. LAB_FLAGS="--no-browser --port 8890"; --allow-root is added when run as root.
 LAB_FLAGS ?=

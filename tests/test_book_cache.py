@@ -117,3 +117,15 @@ def test_slowest_notebooks_start_first_and_jobs_follow_the_cores(tmp_path, monke
     assert book_cache.default_jobs() == 2
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert book_cache.default_jobs() == 1
+
+
+def test_the_configuration_caches_and_make_test_forces_through_a_temporary_copy(tmp_path):
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())["execute"]
+    assert cfg["execute_notebooks"] == "cache"  # a reader's rebuild re-executes only what changed
+    (tmp_path / "_config.yml").write_text("title: t\nexecute:\n  execute_notebooks: cache\n  timeout: 5\n")
+    with book_cache.temporary_config(tmp_path, execute_notebooks="force") as path:
+        copy = yaml.safe_load(Path(path).read_text())
+        assert copy["execute"] == {"execute_notebooks": "force", "timeout": 5} and copy["title"] == "t"
+    assert not Path(path).exists()

@@ -3,6 +3,7 @@
     python tools/book_cache.py path                  # the cache folder for this package source and mode
     python tools/book_cache.py execute               # execute what is out of date into that cache
     python tools/book_cache.py build -- -W -n ...    # execute, then `jupyter-book build` in cache mode
+    python tools/book_cache.py force -- -W -n ...    # `jupyter-book build` executing every notebook afresh (make test)
 
 The cache folder is `_build/.jupyter_cache/<mode>-<hash>`: the hash covers every `sdelab/**/*.py` and the
 weights manifest, and the mode is quick or full (`SDELAB_QUICK`), so a changed package, or a quick build,
@@ -15,6 +16,7 @@ two on a 2-core machine), the slowest first by the last run's times (`_build/.ju
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -218,26 +220,39 @@ def execute(root: Path, cache_dir: Path, *, status_page: str = STATUS_PAGE, time
 
 def build(root: Path, cache_dir: Path, flags: list[str], jobs: int | None = None) -> int:
     """Execute what is out of date, then build the HTML book in cache mode from that cache."""
-    import yaml
-
     done = execute(root, cache_dir, timeout=_timeout(root), jobs=jobs)
     page = root / (STATUS_PAGE + ".ipynb")
     if done and page.exists():  # Sphinx re-reads only changed files: mark the status page as changed
         os.utime(page)
+    return jupyter_book(root, flags, execute_notebooks="cache", cache=str(cache_dir.resolve()))
+
+
+@contextlib.contextmanager
+def temporary_config(root: Path, **execute):
+    """A copy of `<root>/_config.yml` with `execute` settings replaced (e.g. `execute_notebooks="force"`), for
+    `jupyter-book build --config`; deleted afterwards."""
+    import yaml
+
     cfg = yaml.safe_load((root / "_config.yml").read_text())
-    cfg.setdefault("execute", {}).update(execute_notebooks="cache", cache=str(cache_dir.resolve()))
+    cfg.setdefault("execute", {}).update(execute)
     with tempfile.NamedTemporaryFile("w", suffix=".yml", prefix=".book-", dir=root, delete=False) as f:
         yaml.safe_dump(cfg, f, sort_keys=False)
     try:
-        return subprocess.call([str(Path(sys.executable).parent / "jupyter-book"), "build", str(root),
-                                "--config", f.name, *flags])
+        yield f.name
     finally:
         os.unlink(f.name)
 
 
+def jupyter_book(root: Path, flags: list[str], **execute) -> int:
+    """`jupyter-book build <root> <flags>` with `execute` settings replaced in the configuration."""
+    with temporary_config(root, **execute) as config:
+        return subprocess.call([str(Path(sys.executable).parent / "jupyter-book"), "build", str(root),
+                                "--config", config, *flags])
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="book_cache.py", description=__doc__.split("\n")[0])
-    p.add_argument("command", choices=("path", "execute", "build"))
+    p.add_argument("command", choices=("path", "execute", "build", "force"))
     p.add_argument("--root", type=Path, default=Path("."), help="the book's root (default .)")
     p.add_argument("--package", type=Path, default=None, help="package folder hashed (default <root>/sdelab)")
     p.add_argument("--status-page", default=STATUS_PAGE, help=f"executed last (default {STATUS_PAGE})")
@@ -248,6 +263,8 @@ def main(argv=None) -> int:
     a = p.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     root = a.root.resolve()
     cache_dir = cache_path(root, a.package or root / "sdelab")
+    if a.command == "force":  # make test: every notebook executed afresh, nothing read from a cache
+        return jupyter_book(root, flags, execute_notebooks="force")
     if a.command == "path":
         print(cache_dir)
         return 0

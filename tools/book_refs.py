@@ -8,10 +8,12 @@ import json
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from book_cache import temporary_config  # noqa: E402  (a script beside this one, not a package)
+
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 UNDEFINED = re.compile(r"undefined label: '([^']+)'")
 
@@ -40,16 +42,12 @@ def main(argv: list[str]) -> int:
         print("usage: python tools/book_refs.py OUT_DIR [jupyter-book flags]", file=sys.stderr)
         return 2
     out, flags = argv[0], argv[1:]
-    config = re.sub(r"(?m)^(\s*execute_notebooks:).*$", r'\1 "off"', (ROOT / "_config.yml").read_text())
-    with tempfile.NamedTemporaryFile("w", suffix=".yml", dir=ROOT, prefix=".refs-", delete=False) as f:
-        f.write(config)
-    try:  # --all: a rebuild reports every page's warnings, not only those of changed pages
+    with temporary_config(ROOT, execute_notebooks="off") as config:
+        # --all: a rebuild reports every page's warnings, not only those of changed pages
         cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(ROOT), "--all",
-               "--config", f.name, "--path-output", out, *[a for a in flags if a not in ("-W", "-n", "--keep-going")],
+               "--config", config, "--path-output", out, *[a for a in flags if a not in ("-W", "-n", "--keep-going")],
                "-n", "--keep-going"]
         proc = subprocess.run(cmd, capture_output=True, text=True)
-    finally:
-        Path(f.name).unlink()
     log = ANSI.sub("", proc.stdout + proc.stderr)
     warnings = [line for line in log.splitlines() if "WARNING" in line or "ERROR" in line]
     bad = unexpected(warnings, output_figure_names())
