@@ -12,26 +12,42 @@ import functools
 import torch
 
 from .bench_timing import measure, row, sync, timing_details
+from .grids import EVALS_PER_STEP
 
-__all__ = ["SAMPLING_NFE", "EVALS_PER_STEP", "sampling_steps", "grid_kind", "image_quality", "bench_sampling",
-           "bench_likelihood"]
+__all__ = ["SAMPLING_NFE", "evals_per_step", "sampling_samplers", "sampling_steps", "grid_kind", "image_quality",
+           "bench_sampling", "bench_likelihood"]
 
 SAMPLING_NFE = 20
 """Network evaluations per image in every `sampling` row (rk45 is adaptive and reports its own)."""
-EVALS_PER_STEP = {"euler_maruyama": 1, "pc": 2, "pf_euler": 1, "heun": 2, "ddpm": 1, "ddim": 1, "dpm2m": 1,
-                  "unipc": 1}
-"""Network evaluations per step of each sampler of `sdelab.recipes.generate` (Heun and predictor-corrector: 2)."""
 CONFIDENT = 0.9
+
+
+def evals_per_step(sampler: str) -> int | None:
+    """Network evaluations per step of `sampler`, a name `sdelab.recipes.generate` accepts:
+    `sdelab.grids.EVALS_PER_STEP` of the function it runs; None for rk45 (adaptive, no fixed count)."""
+    from .recipes import _SAMPLERS
+
+    if not isinstance(sampler, str) or sampler not in _SAMPLERS:
+        raise ValueError(f"sampler must be one of {sorted(_SAMPLERS)}, got {sampler!r}")
+    return EVALS_PER_STEP.get(_SAMPLERS[sampler][1].__name__)
+
+
+def sampling_samplers() -> list[str]:
+    """The samplers of `sdelab.recipes.generate` with a fixed number of evaluations per step (all but rk45), in its
+    order: one `sampling` row each."""
+    from .recipes import SAMPLER_NAMES
+
+    return [name for name in SAMPLER_NAMES if evals_per_step(name) is not None]
 
 
 def sampling_steps(sampler: str, nfe: int = SAMPLING_NFE) -> int:
     """Steps that give `sampler` `nfe` network evaluations."""
-    if sampler not in EVALS_PER_STEP:
-        raise ValueError(f"sampler must be one of {sorted(EVALS_PER_STEP)} (rk45 picks its own steps), got {sampler!r}")
-    if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1 or nfe % EVALS_PER_STEP[sampler]:
-        raise ValueError(f"nfe must be a positive integer divisible by {EVALS_PER_STEP[sampler]} for {sampler}, "
-                         f"got {nfe!r}")
-    return nfe // EVALS_PER_STEP[sampler]
+    per_step = evals_per_step(sampler)
+    if per_step is None:
+        raise ValueError(f"sampler must be one of {sampling_samplers()} (rk45 picks its own steps), got {sampler!r}")
+    if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1 or nfe % per_step:
+        raise ValueError(f"nfe must be a positive integer divisible by {per_step} for {sampler}, got {nfe!r}")
+    return nfe // per_step
 
 
 def _sampling_model(device):
@@ -104,7 +120,7 @@ def bench_sampling(quick: bool, device) -> list[dict]:
     hook = model.register_forward_hook(lambda module, args, out: evals.append(args[1].detach().flatten()[:1]))
     described = "max |pixel|" + (", classifier confident / label-match rates" if classifier is not None else "") + \
         (", mnist_fid" if n >= 256 else "") + f" of the {n} images"
-    names = [*EVALS_PER_STEP, *(() if quick else ("rk45",))]
+    names = [*sampling_samplers(), *(() if quick else ("rk45",))]
     steps = {name: sampling_steps(name) if name != "rk45" else SAMPLING_NFE for name in names}  # rk45: t_eval only
 
     def go(name):

@@ -12,7 +12,7 @@ import torch
 
 from . import discrete, multistep, samplers, unipc
 from .bench_timing import measure, timing_details
-from .grids import DEFAULT_GRID, default_grid
+from .grids import DEFAULT_GRID, EVALS_PER_STEP, default_grid
 
 __all__ = ["measure", "minimal_loops", "overhead_rows", "quality_rows"]  # measure: from sdelab.bench_timing
 
@@ -128,7 +128,7 @@ def quality_rows(nfe: int = 20, *, n: int = 20_000, repeats: int = 3) -> list[di
     sde, score, eps_fn, x_T, quality = make_problem(n)
     rows = []
     for name, fn in PACKAGE.items():
-        per_step = 2 if name in ("pf_ode_heun", "predictor_corrector") else 1
+        per_step = EVALS_PER_STEP[name]
         steps = nfe // per_step
         f = eps_fn if name in EPS_BASED else score
 

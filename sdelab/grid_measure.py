@@ -23,6 +23,7 @@ import math
 import torch
 
 from .discrete import ddim_sample, ddpm_sample, dpm_solver_2m
+from .grids import EVALS_PER_STEP
 from .metrics import sliced_wasserstein
 from .multistep import dpm_solver_3m
 from .samplers import euler_maruyama, pf_ode_euler, pf_ode_heun, predictor_corrector
@@ -36,13 +37,10 @@ F64 = torch.float64
 EPS = 1e-3
 NFES = [6, 8, 10, 12, 14, 16, 18, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 128, 160, 192, 256, 320, 384, 512, 768, 1024]
 KINDS = ("uniform", "logsnr", "karras")
-# name -> (function, score evaluations per step, takes a noise predictor)
-SAMPLERS = {
-    "euler_maruyama": (euler_maruyama, 1, False), "predictor_corrector": (predictor_corrector, 2, False),
-    "pf_ode_euler": (pf_ode_euler, 1, False), "pf_ode_heun": (pf_ode_heun, 2, False),
-    "ddpm_sample": (ddpm_sample, 1, True), "ddim_sample": (ddim_sample, 1, True),
-    "dpm_solver_2m": (dpm_solver_2m, 1, True), "dpm_solver_3m": (dpm_solver_3m, 1, True), "unipc": (unipc, 1, True),
-}
+# name -> (function, score evaluations per step (`sdelab.grids.EVALS_PER_STEP`), takes a noise predictor)
+SAMPLERS = {fn.__name__: (fn, EVALS_PER_STEP[fn.__name__], eps_based) for fn, eps_based in (
+    (euler_maruyama, False), (predictor_corrector, False), (pf_ode_euler, False), (pf_ode_heun, False),
+    (ddpm_sample, True), (ddim_sample, True), (dpm_solver_2m, True), (dpm_solver_3m, True), (unipc, True))}
 
 
 def make_problem(n: int, seed: int = 0):

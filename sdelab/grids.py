@@ -16,9 +16,11 @@ import torch
 
 from .utils import check_grid
 
-__all__ = ["DEFAULT_GRID", "MEASURED_NFE", "DEFAULT_EPS", "default_grid", "resolve_grid"]
+__all__ = ["DEFAULT_GRID", "EVALS_PER_STEP", "MEASURED_NFE", "DEFAULT_EPS", "default_grid", "resolve_grid"]
 
 DEFAULT_EPS = 1e-3
+WATCH_BYTES = 1 << 16  # FiniteWatch keeps at most this many bytes of states, and at most WATCH_WINDOW states,
+WATCH_WINDOW = 32      # to sum them with one reduction
 
 DEFAULT_GRID: dict[str, str] = {
     "euler_maruyama": "uniform", "predictor_corrector": "logsnr", "pf_ode_euler": "uniform",
@@ -27,6 +29,14 @@ DEFAULT_GRID: dict[str, str] = {
 }
 """Maps each sampler's name to its default grid kind, the one with the fewest NFE to the strict quality of `sdelab.grid_measure`, ties (and
 samplers that reach it on no grid within 1,024 NFE) broken by the loose quality. RK45 picks its own steps."""
+
+EVALS_PER_STEP: dict[str, int] = {
+    "euler_maruyama": 1, "predictor_corrector": 2, "pf_ode_euler": 1, "pf_ode_heun": 2, "ddpm_sample": 1,
+    "ddim_sample": 1, "dpm_solver_2m": 1, "dpm_solver_3m": 1, "unipc": 1,
+}
+"""Score (or noise-predictor) evaluations per step of each sampler, keyed by its function's name: the one table that
+NFE counts use. Predictor-corrector: with its default single corrector step (`n_corrector + 1` in general); Heun: a
+last step that ends at t = 0 costs 1. RK45 (`pf_ode_rk45`) is adaptive and has no fixed count."""
 
 MEASURED_NFE: dict[str, dict[str, tuple[int | None, int | None]]] = {
     "euler_maruyama": {"uniform": (40, 512), "logsnr": (8, 768), "karras": (16, 768)},
@@ -88,29 +98,46 @@ def batch_times(tc: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def call_score(fn: Callable, x: torch.Tensor, t: torch.Tensor, name: str = "score_fn") -> torch.Tensor:
     """`fn(x, t)`, refused unless it returns a tensor of `x`'s shape."""
     s = fn(x, t)
-    if not torch.is_tensor(s) or s.shape != x.shape:
+    if not isinstance(s, torch.Tensor) or s.shape != x.shape:  # isinstance: what torch.is_tensor does, cheaper
         got = tuple(s.shape) if torch.is_tensor(s) else type(s).__name__
         raise ValueError(f"{name} must return a tensor of the shape of x, {tuple(x.shape)}, got {got}")
     return s
 
 
 class FiniteWatch:
-    """Records one sum of the state per step (a single reduction, no device sync) and raises, once, after the
-    run, a `FloatingPointError` naming the sampler, the first step whose state is not finite, and its time.
+    """Records one sum of the state per step (no device sync) and raises, once, after the run, a
+    `FloatingPointError` naming the sampler, the first step whose state is not finite, and its time.
 
-    A NaN or inf in the score or the state propagates into every later state (the updates are linear in both),
-    so the first non-finite sum marks the step where it appeared."""
+    To keep the per-step cost low, up to `WATCH_WINDOW` states, `WATCH_BYTES` in all, are kept and summed together
+    (one stack and one reduction per window); a state larger than that is summed at its step. States are not
+    changed (one changed in place before its window is summed is summed as changed). A NaN or inf in the score or
+    the state propagates into every later state (the updates are linear in both), so the first non-finite sum
+    marks the step where it appeared."""
 
     def __init__(self, sampler: str, tc: torch.Tensor):
-        self.sampler, self.tc, self.sums = sampler, tc, []
+        self.sampler, self.tc, self.sums, self.window, self.size = sampler, tc, [], [], 0
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        self.sums.append(x.sum(dtype=torch.float32) if x.element_size() < 4 else x.sum())  # fp16 sums overflow
+        if not self.size:  # window length from the first state's size
+            self.size = max(1, min(WATCH_WINDOW, WATCH_BYTES // max(1, x.numel() * x.element_size())))
+        self.window.append(x)
+        if len(self.window) >= self.size:
+            self._flush()
         return x
 
+    def _flush(self) -> None:
+        """Append the per-step sums of the kept states (float32 at least: float16 sums overflow)."""
+        if self.window:
+            states = torch.stack(self.window)
+            dims = tuple(range(1, states.ndim))
+            self.sums.append(states.sum(dims, dtype=torch.float32) if states.element_size() < 4 else states.sum(dims))
+            self.window = []
+
     def check(self, x: torch.Tensor) -> torch.Tensor:
-        if self.sums and not bool(torch.isfinite(torch.stack(self.sums).float()).all()):
-            i = int((~torch.isfinite(torch.stack(self.sums).float())).nonzero()[0])
+        self._flush()
+        sums = torch.cat(self.sums) if self.sums else None
+        if sums is not None and not bool(torch.isfinite(sums).all()):
+            i = int((~torch.isfinite(sums)).nonzero()[0])
             raise FloatingPointError(
                 f"{self.sampler}: the state became non-finite (NaN or inf) at step {i}, from t = {float(self.tc[i]):.6g} "
                 f"to t = {float(self.tc[i + 1]):.6g}; check score_fn at that time (a NaN or inf output), or use finer steps")
@@ -120,6 +147,6 @@ class FiniteWatch:
 def float_list(v: torch.Tensor) -> list[float]:
     """A float64 coefficient vector as Python floats (so the loop does no 0-dim tensor arithmetic)."""
     out = v.to(torch.float64).tolist()
-    if not all(math.isfinite(c) for c in out):
+    if not all(map(math.isfinite, out)):
         raise ValueError("ts: the SDE's coefficients are not finite on this grid (a time too close to 0?)")
     return out

@@ -19,11 +19,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .grids import DEFAULT_GRID, FiniteWatch, batch_times, call_score, check_x, default_grid, float_list, resolve_grid
+from .grids import (DEFAULT_GRID, EVALS_PER_STEP, FiniteWatch, batch_times, call_score, check_x, default_grid,
+                    float_list, resolve_grid)
 from .sde import SDE
 
 __all__ = ["euler_maruyama", "predictor_corrector", "langevin_corrector", "pf_ode_euler", "pf_ode_heun",
-           "pf_ode_rk45", "CountingScore", "trajectory", "SAMPLERS", "DEFAULT_GRID", "default_grid"]
+           "pf_ode_rk45", "CountingScore", "trajectory", "SAMPLERS", "DEFAULT_GRID", "EVALS_PER_STEP", "default_grid"]
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Callback = Callable[[int, float, torch.Tensor], None] | None
@@ -50,9 +51,10 @@ class CountingScore:
 # ---------------------------------------------------------------------- shared pieces
 def _prepare(sde: SDE, x: torch.Tensor, ts, sampler: str = "euler_maruyama"):
     """Validate `x` and the grid once (an int `ts` is that many steps on `sampler`'s default grid); return the
-    `(n + 1, B)` batch times on `x`'s device and dtype, and the CPU float64 grid."""
+    `n + 1` batch times `(B,)` on `x`'s device and dtype (a tuple: no indexing op per step), the CPU float64 grid
+    and the grid as Python floats (the times handed to `callback`)."""
     tc = resolve_grid(sampler, sde, x, ts)
-    return batch_times(tc, x), tc
+    return batch_times(tc, x).unbind(0), tc, tc.tolist()
 
 
 def _score(score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -73,7 +75,25 @@ def _coefficients(sde: SDE, tc: torch.Tensor, c: float):
 
 def _randn(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Standard normal noise shaped like `x`, drawn on the CPU with `generator`, moved to `x.device`."""
-    return torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    z = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    return z if x.is_cpu else z.to(x.device)
+
+
+def _em_steps(sde: SDE, tc: torch.Tensor, denoise_last: bool) -> list[tuple[float, float, float | None]]:
+    r"""Per Euler–Maruyama step, the Python floats $(1 + a\Delta t,\ g^2\Delta t,\ g\sqrt{-\Delta t})$; the last is
+    None for a step without noise (the last one when `denoise_last`)."""
+    a, cg2, g, dt = _coefficients(sde, tc, 1.0)
+    steps = [(1 + a[i] * dt[i], cg2[i] * dt[i], g[i] * math.sqrt(-dt[i])) for i in range(len(dt))]
+    if denoise_last:
+        steps[-1] = steps[-1][:2] + (None,)
+    return steps
+
+
+def _em_step(score_fn, x, t, step: tuple[float, float, float | None], generator) -> torch.Tensor:
+    """One Euler–Maruyama step of the reverse SDE with the coefficients of `_em_steps`."""
+    keep, drift, noise = step
+    x = keep * x - drift * call_score(score_fn, x, t)
+    return x if noise is None else x + noise * _randn(x, generator)
 
 
 # ---------------------------------------------------------------------- reverse SDE
@@ -87,21 +107,13 @@ def euler_maruyama(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, ts, *, generato
     $g^2|\Delta t|$ exceeds $\sigma(\epsilon)^2$), so it is off by default. Shapes: `x` `(B, ...)` in and out.
     `ts`: a decreasing grid, or an int number of steps on the default grid (`DEFAULT_GRID`).
     """
-    tb, tc = _prepare(sde, x, ts, "euler_maruyama")
-    a, cg2, g, dt = _coefficients(sde, tc, 1.0)
-    watch, n = FiniteWatch("euler_maruyama", tc), len(tc) - 1
-    for i in range(n):
-        x = _em_step(score_fn, x, tb[i], a[i], cg2[i], g[i], dt[i], not (denoise_last and i == n - 1), generator)
-        watch(x)
+    tb, tc, tl = _prepare(sde, x, ts, "euler_maruyama")
+    watch = FiniteWatch("euler_maruyama", tc)
+    for i, step in enumerate(_em_steps(sde, tc, denoise_last)):
+        x = watch(_em_step(score_fn, x, tb[i], step, generator))
         if callback is not None:
-            callback(i, float(tc[i + 1]), x)
+            callback(i, tl[i + 1], x)
     return watch.check(x)
-
-
-def _em_step(score_fn, x, t, a: float, cg2: float, g: float, dt: float, noise: bool, generator) -> torch.Tensor:
-    """One Euler–Maruyama step of the reverse SDE with precomputed coefficients (`noise=False`: drift only)."""
-    x = (1 + a * dt) * x - (cg2 * dt) * call_score(score_fn, x, t)
-    return x + (g * math.sqrt(-dt)) * _randn(x, generator) if noise else x
 
 
 def _langevin(score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor, snr: float, alpha: float, generator):
@@ -138,17 +150,16 @@ def predictor_corrector(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, ts, *, snr
         raise ValueError(f"snr must be a finite number > 0, got {snr!r}")
     if isinstance(n_corrector, bool) or int(n_corrector) != n_corrector or n_corrector < 0:
         raise ValueError(f"n_corrector must be an integer >= 0, got {n_corrector!r}")
-    tb, tc = _prepare(sde, x, ts, "predictor_corrector")
-    a, cg2, g, dt = _coefficients(sde, tc, 1.0)
+    tb, tc, tl = _prepare(sde, x, ts, "predictor_corrector")
     abar = (sde._mean_coeff(tc) ** 2).tolist()
-    watch, n = FiniteWatch("predictor_corrector", tc), len(tc) - 1
-    for i in range(n):
-        for _ in range(int(n_corrector)):
-            x = _langevin(score_fn, x, tb[i], snr, abar[i] / abar[i + 1], generator)
-        x = _em_step(score_fn, x, tb[i], a[i], cg2[i], g[i], dt[i], not (denoise_last and i == n - 1), generator)
-        watch(x)
+    watch, corrector = FiniteWatch("predictor_corrector", tc), range(int(n_corrector))
+    for i, step in enumerate(_em_steps(sde, tc, denoise_last)):
+        alpha = abar[i] / abar[i + 1]
+        for _ in corrector:
+            x = _langevin(score_fn, x, tb[i], snr, alpha, generator)
+        x = watch(_em_step(score_fn, x, tb[i], step, generator))
         if callback is not None:
-            callback(i, float(tc[i + 1]), x)
+            callback(i, tl[i + 1], x)
     return watch.check(x)
 
 
@@ -184,13 +195,13 @@ def pf_ode_euler(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, ts, *, generator:
     `generator` is accepted for the common signature and not used. One score evaluation per step.
     `ts`: a grid or an int number of steps on the default grid.
     """
-    tb, tc = _prepare(sde, x, ts, "pf_ode_euler")
+    tb, tc, tl = _prepare(sde, x, ts, "pf_ode_euler")
     a, cg2, _, dt = _coefficients(sde, tc, 0.5)
     watch = FiniteWatch("pf_ode_euler", tc)
     for i in range(len(tc) - 1):
         x = watch((1 + a[i] * dt[i]) * x - (cg2[i] * dt[i]) * call_score(score_fn, x, tb[i]))
         if callback is not None:
-            callback(i, float(tc[i + 1]), x)
+            callback(i, tl[i + 1], x)
     return watch.check(x)
 
 
@@ -204,9 +215,9 @@ def pf_ode_heun(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, ts, *, generator: 
     every step is a Heun step. Two score evaluations per Heun step. An int `ts` is that many steps on Heun's
     default grid (`sdelab.grids.DEFAULT_GRID`), the one on which it needed the fewest evaluations.
     """
-    tb, tc = _prepare(sde, x, ts, "pf_ode_heun")
+    tb, tc, tl = _prepare(sde, x, ts, "pf_ode_heun")
     a, cg2, _, dt = _coefficients(sde, tc, 0.5)
-    watch, tl = FiniteWatch("pf_ode_heun", tc), tc.tolist()
+    watch = FiniteWatch("pf_ode_heun", tc)
     for i in range(len(tc) - 1):
         d1 = a[i] * x - cg2[i] * call_score(score_fn, x, tb[i])
         x_pred = x + dt[i] * d1
@@ -217,7 +228,7 @@ def pf_ode_heun(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, ts, *, generator: 
             x = x_pred
         watch(x)
         if callback is not None:
-            callback(i, float(tc[i + 1]), x)
+            callback(i, tl[i + 1], x)
     return watch.check(x)
 
 
@@ -239,7 +250,7 @@ def pf_ode_rk45(score_fn: ScoreFn, sde: SDE, x: torch.Tensor, ts, *, rtol: float
     for name, v in (("rtol", rtol), ("atol", atol)):
         if not (math.isfinite(v) and v > 0):
             raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
-    _, tc = _prepare(sde, x, ts, "pf_ode_rk45")
+    tc = resolve_grid("pf_ode_rk45", sde, x, ts)
     shape, dtype, device = x.shape, x.dtype, x.device
     t_hi, t_lo = float(tc[0]), float(tc[-1])
 

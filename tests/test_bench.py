@@ -5,7 +5,7 @@ import json
 import pytest
 
 from sdelab.bench import NO_GPU, ROWS, SAMPLING_NFE, markdown_table
-from sdelab.bench_images import EVALS_PER_STEP, sampling_steps
+from sdelab.bench_images import evals_per_step, sampling_samplers, sampling_steps
 from sdelab.bench_timing import TIMING_FIELDS
 from sdelab.cli import main
 
@@ -33,11 +33,11 @@ def test_quick_bench_writes_table_and_json(tmp_path, capsys):
     assert table.count(NO_GPU) == 2
     # sampling: one measured row per sampler (rk45 is left out of the quick run), all at the same NFE
     sampling = [r for r in res["rows"] if r["row"].startswith("sampling:")]
-    assert {r["row"] for r in sampling} == {f"sampling:{n}" for n in EVALS_PER_STEP}
+    assert {r["row"] for r in sampling} == {f"sampling:{n}" for n in sampling_samplers()}
     for r in sampling:
         name, d = r["row"].split(":")[1], r["details"]
         assert r["status"] == "measured" and r["value"] > 0
-        assert d["nfe"] == SAMPLING_NFE == d["steps"] * EVALS_PER_STEP[name], r  # counted by a forward hook
+        assert d["nfe"] == SAMPLING_NFE == d["steps"] * evals_per_step(name), r  # counted by a forward hook
         assert f"{SAMPLING_NFE} NFE" in r["metric"]
         assert set(TIMING_FIELDS) <= set(d) and d["repeats"] == 3 and d["warmup"] == 1
         assert d["wall_spread_s"][0] <= d["wall_s"] <= d["wall_spread_s"][1]
@@ -111,6 +111,19 @@ def test_sampling_steps():
         sampling_steps("heun", 7)
     with pytest.raises(ValueError, match="sampler must be"):
         sampling_steps("rk45")
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        evals_per_step("euler")
+
+
+def test_sampling_counts_come_from_the_one_table():
+    # every name generate accepts maps, through the function it runs, to sdelab.grids.EVALS_PER_STEP; rk45 has none
+    from sdelab.grids import EVALS_PER_STEP
+    from sdelab.recipes import SAMPLER_NAMES, _SAMPLERS
+
+    assert sampling_samplers() == [n for n in SAMPLER_NAMES if n != "rk45"] and evals_per_step("rk45") is None
+    assert {n: evals_per_step(n) for n in sampling_samplers()} == {
+        n: EVALS_PER_STEP[_SAMPLERS[n][1].__name__] for n in sampling_samplers()}
+    assert evals_per_step("heun") == evals_per_step("pc") == 2 and evals_per_step("ddim") == 1
 
 
 def test_minimal_loops_are_the_same_algorithms_as_the_samplers():

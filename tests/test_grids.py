@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sdelab.discrete import ddim_sample, ddim_step, ddpm_sample, dpm_solver_2m, logsnr_time_grid
-from sdelab.grids import DEFAULT_GRID, default_grid
+from sdelab.grids import DEFAULT_GRID, EVALS_PER_STEP, WATCH_BYTES, WATCH_WINDOW, FiniteWatch, default_grid
 from sdelab.multistep import dpm_solver_3m
 from sdelab.samplers import euler_maruyama, pf_ode_euler, pf_ode_heun, pf_ode_rk45, predictor_corrector
 from sdelab.sde import VESDE, VPSDE, reverse_drift
@@ -59,6 +59,20 @@ def test_logsnr_grid_is_uniform_in_log_snr_and_logsnr_time_grid_wraps_it():
 def test_time_grid_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
         VPSDE().time_grid(**kwargs)
+
+
+def test_evals_per_step_is_what_each_sampler_calls():
+    # the one table of score evaluations per step: every grid sampler but the adaptive RK45, counted by CountingScore
+    from sdelab.grid_measure import SAMPLERS
+    from sdelab.samplers import CountingScore
+
+    assert set(EVALS_PER_STEP) == set(DEFAULT_GRID) - {"pf_ode_rk45"} == set(SAMPLERS)
+    sde, mix = VPSDE(), ring(dtype=F64)
+    x = sde.prior_sample((8, 2), generator=gen(0), dtype=F64)
+    for name, (fn, per_step, eps_based) in SAMPLERS.items():
+        f = CountingScore(mix.eps_fn(sde) if eps_based else mix.score_fn(sde))
+        fn(f, sde, x, 5, generator=gen(1))
+        assert f.nfe == 5 * EVALS_PER_STEP[name] == 5 * per_step, name
 
 
 def test_int_ts_means_steps_on_the_samplers_default_grid():
@@ -129,6 +143,37 @@ def test_nan_score_mid_run_raises_naming_sampler_step_and_time(sampler):
     step, t = (5, "0.5005") if sampler is pf_ode_heun else (6, "0.4006")
     with pytest.raises(FloatingPointError, match=rf"{sampler.__name__}: .* at step {step}, from t = {t}"):
         sampler(_nan_after(f), sde, x, ts, generator=gen(1))
+
+
+@pytest.mark.parametrize("sampler", [euler_maruyama, pf_ode_heun, ddim_sample], ids=lambda f: f.__name__)
+def test_nan_score_after_several_watch_windows_names_its_step(sampler):
+    # 70 steps: FiniteWatch sums small states WATCH_WINDOW (32) steps at a time; the NaN appears in the 2nd window
+    sde, mix = VPSDE(), ring(dtype=F64)
+    f = mix.eps_fn(sde) if sampler is ddim_sample else mix.score_fn(sde)
+    x = sde.prior_sample((16, 2), generator=gen(0), dtype=F64)
+    ts = torch.linspace(1.0, 1e-3, 71, dtype=F64)  # t_i = 1 - 0.999 i / 70 < 0.3 from i = 50 on
+    step = 49 if sampler is pf_ode_heun else 50  # Heun evaluates t_{i+1} inside step i
+    at = rf"{sampler.__name__}: .* at step {step}, from t = {float(ts[step]):.6g}"
+    with pytest.raises(FloatingPointError, match=at):
+        sampler(_nan_after(f, t_bad=0.3), sde, x, ts, generator=gen(1))
+
+
+@pytest.mark.parametrize("shape, dtype", [((4, 2), torch.float32), ((4, 2), torch.float16),
+                                          ((1, WATCH_BYTES // 4 + 1), torch.float32)], ids=["small", "fp16", "large"])
+@pytest.mark.parametrize("bad", [0, WATCH_WINDOW - 1, WATCH_WINDOW, WATCH_WINDOW + 1, 69])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_finite_watch_names_the_first_non_finite_step(shape, dtype, bad, value):
+    # small states are summed a window at a time, large ones (> WATCH_BYTES) at every step; fp16 sums in float32
+    tc = torch.linspace(1.0, 0.0, 71, dtype=F64)
+    watch, x = FiniteWatch("demo", tc), torch.full(shape, 1e4, dtype=dtype)  # 1e4 * 8 overflows an fp16 sum
+    states = [watch(x if i < bad else x.index_fill(-1, torch.tensor([0]), value)) for i in range(70)]
+    assert all(s.equal(x) for s in states[:bad])  # states pass through unchanged
+    with pytest.raises(FloatingPointError, match=rf"demo: .* at step {bad}, from t = {float(tc[bad]):.6g} to"):
+        watch.check(x)
+    finite = FiniteWatch("demo", tc)
+    for _ in range(70):
+        finite(x)
+    assert finite.check(x) is x
 
 
 def test_rk45_nan_score_raises():

@@ -208,6 +208,21 @@ def test_pc_without_corrector_is_euler_maruyama():
     assert a.equal(b)
 
 
+@pytest.mark.parametrize("denoise_last", [False, True])
+def test_euler_maruyama_is_its_step_formula(denoise_last):
+    # bit for bit (float64): x <- (1 + a dt) x - g^2 dt s + g sqrt(-dt) z, no noise on the last step if denoise_last
+    sde, n = VPSDE(), 9
+    x = sde.prior_sample((32, 2), generator=gen(0), dtype=F64)
+    score, ts = ring(dtype=F64).score_fn(sde), sde.time_grid(n).to(F64)
+    a, g, dt = sde._drift_coeff(ts).tolist(), sde._diffusion(ts).tolist(), (ts[1:] - ts[:-1]).tolist()
+    b, noise = x, gen(1)
+    for i in range(n):
+        b = (1 + a[i] * dt[i]) * b - (g[i] ** 2 * dt[i]) * score(b, ts[i].expand(32))
+        if not (denoise_last and i == n - 1):
+            b = b + (g[i] * math.sqrt(-dt[i])) * torch.randn(b.shape, generator=noise, dtype=F64)
+    assert euler_maruyama(score, sde, x, ts, generator=gen(1), denoise_last=denoise_last).equal(b)
+
+
 def test_shared_drift_matches_sde_module():
     sde = SubVPSDE()
     x = torch.randn(5, 2, generator=gen(0), dtype=F64)
