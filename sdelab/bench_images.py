@@ -92,7 +92,7 @@ def grid_kind(times: list[float], steps: int, sde) -> str:
     """Which `sde.time_grid(steps, kind=...)` the network was evaluated on: the kind whose times before the last one
     all appear in `times` (the first sample's t of every evaluation), else "other"."""
     seen = torch.tensor(sorted(set(times)), dtype=torch.float64)
-    for kind in ("uniform", "logsnr", "karras"):
+    for kind in sde.GRID_KINDS:
         grid = sde.time_grid(steps, 1e-3, kind=kind).double()[:-1]
         if len(seen) and all((seen - g).abs().min() < 1e-5 for g in grid):
             return kind

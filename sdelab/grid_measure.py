@@ -36,7 +36,7 @@ __all__ = ["make_problem", "run", "measure", "thresholds", "grade", "strict_from
 F64 = torch.float64
 EPS = 1e-3
 NFES = [6, 8, 10, 12, 14, 16, 18, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 128, 160, 192, 256, 320, 384, 512, 768, 1024]
-KINDS = ("uniform", "logsnr", "karras")
+KINDS = ("uniform", "logsnr", "karras", "angle")
 # name -> (function, score evaluations per step (`sdelab.grids.EVALS_PER_STEP`), takes a noise predictor)
 SAMPLERS = {fn.__name__: (fn, EVALS_PER_STEP[fn.__name__], eps_based) for fn, eps_based in (
     (euler_maruyama, False), (predictor_corrector, False), (pf_ode_euler, False), (pf_ode_heun, False),

@@ -23,9 +23,9 @@ WATCH_BYTES = 1 << 16  # FiniteWatch keeps at most this many bytes of states, an
 WATCH_WINDOW = 32      # to sum them with one reduction
 
 DEFAULT_GRID: dict[str, str] = {
-    "euler_maruyama": "uniform", "predictor_corrector": "logsnr", "pf_ode_euler": "uniform",
-    "pf_ode_heun": "logsnr", "pf_ode_rk45": "uniform", "ddpm_sample": "logsnr", "ddim_sample": "logsnr",
-    "dpm_solver_2m": "logsnr", "dpm_solver_3m": "logsnr", "unipc": "logsnr",
+    "euler_maruyama": "angle", "predictor_corrector": "logsnr", "pf_ode_euler": "angle",
+    "pf_ode_heun": "logsnr", "pf_ode_rk45": "uniform", "ddpm_sample": "logsnr", "ddim_sample": "angle",
+    "dpm_solver_2m": "logsnr", "dpm_solver_3m": "angle", "unipc": "angle",
 }
 """Maps each sampler's name to its default grid kind, the one with the fewest NFE to the strict quality of `sdelab.grid_measure`, ties (and
 samplers that reach it on no grid within 1,024 NFE) broken by the loose quality. RK45 picks its own steps."""
@@ -39,17 +39,17 @@ NFE counts use. Predictor-corrector: with its default single corrector step (`n_
 last step that ends at t = 0 costs 1. RK45 (`pf_ode_rk45`) is adaptive and has no fixed count."""
 
 MEASURED_NFE: dict[str, dict[str, tuple[int | None, int | None]]] = {
-    "euler_maruyama": {"uniform": (40, 512), "logsnr": (8, 768), "karras": (16, 768)},
-    "predictor_corrector": {"uniform": (64, None), "logsnr": (16, None), "karras": (28, None)},
-    "pf_ode_euler": {"uniform": (14, 512), "logsnr": (12, 1024), "karras": (14, None)},
-    "pf_ode_heun": {"uniform": (28, 384), "logsnr": (20, 40), "karras": (28, 128)},
-    "ddpm_sample": {"uniform": (16, None), "logsnr": (10, 1024), "karras": (14, 1024)},
-    "ddim_sample": {"uniform": (14, 1024), "logsnr": (18, 768), "karras": (20, 768)},
-    "dpm_solver_2m": {"uniform": (12, 768), "logsnr": (14, 96), "karras": (20, 128)},
-    "dpm_solver_3m": {"uniform": (48, 160), "logsnr": (12, 80), "karras": (20, 96)},
-    "unipc": {"uniform": (48, 320), "logsnr": (14, 56), "karras": (18, 64)},
+    "euler_maruyama": {"uniform": (40, 512), "logsnr": (8, 768), "karras": (16, 768), "angle": (16, 256)},
+    "predictor_corrector": {"uniform": (64, None), "logsnr": (16, None), "karras": (28, None), "angle": (16, None)},
+    "pf_ode_euler": {"uniform": (14, 512), "logsnr": (12, 1024), "karras": (14, None), "angle": (6, 40)},
+    "pf_ode_heun": {"uniform": (28, 384), "logsnr": (20, 40), "karras": (28, 128), "angle": (10, 96)},
+    "ddpm_sample": {"uniform": (16, None), "logsnr": (10, 1024), "karras": (14, 1024), "angle": (28, 1024)},
+    "ddim_sample": {"uniform": (14, 1024), "logsnr": (18, 768), "karras": (20, 768), "angle": (14, 160)},
+    "dpm_solver_2m": {"uniform": (12, 768), "logsnr": (14, 96), "karras": (20, 128), "angle": (14, 128)},
+    "dpm_solver_3m": {"uniform": (48, 160), "logsnr": (12, 80), "karras": (20, 96), "angle": (14, 32)},
+    "unipc": {"uniform": (48, 320), "logsnr": (14, 56), "karras": (18, 64), "angle": (12, 48)},
 }
-"""`(loose, strict)` NFE measured by `tools/measure_grids.py` (n = 20,000, 2026-12-06): the first NFE that passes loose,
+"""`(loose, strict)` NFE measured by `tools/measure_grids.py` (n = 20,000, 2026-12-06; the angle grid added the same day): the first NFE that passes loose,
 and the fewest NFE from which strict holds at every larger NFE tried up to 1,024 (`grid_measure.strict_from`;
 None: strict fails at 1,024)."""
 
@@ -62,8 +62,17 @@ def _name(sampler) -> str:
 
 
 def default_grid(sampler, sde, n_steps: int, eps: float = DEFAULT_EPS) -> torch.Tensor:
-    """`n_steps` steps from `T` to `eps` on `sampler`'s default grid (`DEFAULT_GRID`), float64."""
-    return sde.time_grid(n_steps, eps, kind=DEFAULT_GRID[_name(sampler)]).to(torch.float64)
+    """`n_steps` steps from `T` to `eps` on `sampler`'s default grid (`DEFAULT_GRID`), float64.
+
+    `eps = 0` on a grid other than uniform (log-SNR, Karras and angle grids cannot reach t = 0): the grid to
+    `DEFAULT_EPS` with its last time set to 0, so the last step goes to t = 0, as k-diffusion's grids end with
+    sigma = 0."""
+    kind = DEFAULT_GRID[_name(sampler)]
+    if kind == "uniform" or isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps != 0:
+        return sde.time_grid(n_steps, eps, kind=kind).to(torch.float64)
+    ts = sde.time_grid(n_steps, DEFAULT_EPS, kind=kind).to(torch.float64)
+    ts[-1] = 0.0
+    return ts
 
 
 def check_x(x, name: str = "x") -> None:

@@ -114,8 +114,8 @@ def generate(model, sde, n: int, *, sampler: str = "euler_maruyama", steps: int 
              eps: float = 1e-3, clip_x0: float | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     r"""Draw `n` samples of shape `shape` from `model` with the sampler called `sampler` on `steps` steps.
 
-    Grids: `sde.time_grid(steps, eps)` ($T \to \epsilon$), except `dpm2m` and `unipc` (UniPC-3), which use the
-    log-SNR grid.
+    Grids: each sampler's default grid from $T$ to $\epsilon$ = `eps`, the one on which it measured best
+    (`sdelab.grids.DEFAULT_GRID`, `default_grid`).
     A class-conditional model samples `label` (an int; -1 for the null label), or with `label=None` the
     labels `0, 1, ..., 9, 0, ...` in turn; `guidance` is the classifier-free guidance weight $w$. `prediction` is
     what the model outputs (None: `model.prediction`, which shipped and trained models carry, else `"eps"`).
@@ -155,7 +155,7 @@ def generate(model, sde, n: int, *, sampler: str = "euler_maruyama", steps: int 
         if label is not None and not -1 <= int(label) < K:
             raise ValueError(f"label must lie in 0..{K - 1} (or -1 for unconditional), got {label!r}")
         y_all = torch.full((int(n),), int(label)) if label is not None else torch.arange(int(n)) % K
-    ts = discrete.logsnr_time_grid(sde, steps, eps) if sampler in ("dpm2m", "unipc") else sde.time_grid(steps, eps)
+    ts = samplers.default_grid(fn, sde, steps, eps)
     if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     out, batch_size = [], int(batch_size)

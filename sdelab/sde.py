@@ -166,19 +166,22 @@ class SDE:
         d = x[0].numel()
         return -0.5 * d * math.log(2 * math.pi * s2) - 0.5 * x.flatten(1).pow(2).sum(1) / s2
 
-    GRID_KINDS = ("uniform", "logsnr", "karras")
+    GRID_KINDS = ("uniform", "logsnr", "karras", "angle")
 
     def noise_ratio(self, t) -> torch.Tensor:
         r"""$\rho(t) = \sigma(t)/\alpha(t)$, the noise-to-signal ratio (EDM's $\sigma$; $\sqrt{(1-\bar\alpha)/\bar\alpha}$ for VP)."""
         t = self._t(t)
         return self._std(t) / self._mean_coeff(t)
 
-    def time_grid(self, n_steps: int, eps: float = 1e-3, *, kind: str = "uniform", rho: float = 7.0) -> torch.Tensor:
+    def time_grid(self, n_steps: int, eps: float = 1e-3, *, kind: str = "uniform", rho: float = 7.0,
+                  sigma_data: float = 0.5) -> torch.Tensor:
         r"""Decreasing grid of `n_steps + 1` times from `T` to `eps`, the argument samplers take.
 
         `kind`: ``"uniform"`` in $t$; ``"logsnr"``, uniform in $\log\rho(t)$, $\rho = \sigma/\alpha$ (i.e. in the
         log-SNR, DPM-Solver's grid); ``"karras"``, uniform in $\rho^{1/r}$ with $r$ = `rho` (Karras et al., 2022,
-        eq. 5, $r = 7$). Log-SNR and Karras grids are mapped back to $t$ by bisection (float64 precision) and
+        eq. 5, $r = 7$); ``"angle"``, uniform in the angle $\arctan(\rho/\sigma_d)$ with $\sigma_d$ = `sigma_data`
+        (the time of TrigFlow, $x = \cos\theta\, x_0 + \sin\theta\, \sigma_d z$, Lu & Song, 2024, with their
+        $\sigma_d = 0.5$). Log-SNR, Karras and angle grids are mapped back to $t$ by bisection (float64 precision) and
         need `eps > 0` and are float64 (the uniform grid has the default dtype). Which grid each sampler uses by default: `sdelab.samplers.DEFAULT_GRID`.
         """
         if isinstance(n_steps, bool) or not float(n_steps).is_integer() or int(n_steps) < 1:
@@ -195,13 +198,17 @@ class SDE:
         n, eps = int(n_steps), float(eps)
         if kind == "uniform":
             return torch.linspace(float(self.T), float(eps), n + 1)  # the default dtype, as it always was
-        if not (isinstance(rho, (int, float)) and math.isfinite(rho) and rho > 0):
-            raise ValueError(f"rho must be a finite number > 0, got {rho!r}")
+        for name, v in (("rho", rho), ("sigma_data", sigma_data)):
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
         ends = torch.tensor([float(self.T), float(eps)], dtype=torch.float64)
         r_hi, r_lo = (self._std(ends) / self._mean_coeff(ends)).tolist()
         u = torch.linspace(0, 1, n + 1, dtype=torch.float64)
         if kind == "logsnr":
             target = torch.exp(math.log(r_hi) + u * (math.log(r_lo) - math.log(r_hi)))
+        elif kind == "angle":
+            a_hi, a_lo = math.atan(r_hi / sigma_data), math.atan(r_lo / sigma_data)
+            target = sigma_data * torch.tan(a_hi + u * (a_lo - a_hi))
         else:
             target = (r_hi ** (1 / rho) + u * (r_lo ** (1 / rho) - r_hi ** (1 / rho))) ** rho
         return self._invert_ratio(target, float(eps))

@@ -1,7 +1,7 @@
 """Command line of `sdelab.grid_measure`: for every sampler and grid kind, the fewest NFE that reach the quality of
 Euler-Maruyama with 1,000 steps on the 8-mode ring (the measurement behind `sdelab.samplers.DEFAULT_GRID`).
 
-Usage: `python tools/measure_grids.py [--n 20000] [--json out.json] [--samplers name ...]` (about 15 minutes on one core).
+Usage: `python tools/measure_grids.py [--n 20000] [--json out.json] [--samplers name ...] [--kinds kind ...]` (about 15 minutes on one core).
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import json
 
 import torch
 
-from sdelab.grid_measure import measure
+from sdelab.grid_measure import KINDS, measure
 
 
 def main(argv=None) -> None:
@@ -18,9 +18,10 @@ def main(argv=None) -> None:
     p.add_argument("--n", type=int, default=20_000)
     p.add_argument("--json", default=None)
     p.add_argument("--samplers", nargs="*", default=None)
+    p.add_argument("--kinds", nargs="*", default=list(KINDS), choices=KINDS)
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    res = measure(a.n, a.samplers)
+    res = measure(a.n, a.samplers, kinds=a.kinds)
     r = res["reference"]
     print(f"EM-1000: sliced W2 {r['sw']:.4f}, spread error {r['spread_err']:+.4f} (tolerance {r['spread_tol']:.4f})")
     if a.json:
