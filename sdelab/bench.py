@@ -30,6 +30,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import time
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from .bench_images import SAMPLING_NFE, bench_likelihood, bench_sampling
 from .bench_mnist import bench_mnist_fid, bench_mnist_throughput, mnist_digits
 from .bench_timing import NO_GPU, TIMING_FIELDS, Excluded, load_average, measure, row, timing_details
 
-__all__ = ["ROWS", "run", "markdown_table", "SAMPLING_NFE", "NO_GPU"]
+__all__ = ["ROWS", "run", "markdown_table", "readme_with_table", "SAMPLING_NFE", "NO_GPU"]
 
 ROWS = ("ring", "mnist_throughput", "mnist_fid", "sampling", "classifier", "likelihood", "sampler_overhead",
         "sampler_quality")
@@ -185,6 +186,20 @@ def markdown_table(result: dict) -> str:
         lines.append(f"| {cell(r['row'] + ': ' + r['metric'])} | {cell(r['target'])} | {cell(_measured(r))} | "
                      f"{cell(device)}, {date} |")
     return "\n".join(lines) + "\n"
+
+
+README_MARK = re.compile(r"<!-- bench: (?P<path>[^ ]+) -->\n(?P<table>.*?)<!-- /bench -->\n", re.S)
+"""README's generated performance table: `<!-- bench: FILE.json -->`, the table, `<!-- /bench -->`."""
+
+
+def readme_with_table(readme: str, root: Path) -> str:
+    """`readme`'s text with the table between its bench marks rewritten from the JSON file the mark names
+    (relative to `root`)."""
+    m = README_MARK.search(readme)
+    if m is None:
+        raise ValueError("README has no '<!-- bench: FILE.json -->' ... '<!-- /bench -->' block")
+    table = markdown_table(json.loads((root / m["path"]).read_text()))
+    return readme[:m.start("table")] + table + readme[m.end("table"):]
 
 
 def _print_row(r: dict) -> None:

@@ -181,10 +181,15 @@ def _checkpoints(args) -> int:
 def _bench(args) -> int:
     import json
 
-    from .bench import markdown_table, run
+    from .bench import markdown_table, readme_with_table, run
 
     if args.markdown is not None:  # render an earlier run's JSON, measure nothing
         print(markdown_table(json.loads(Path(args.markdown).read_text())), end="")
+        return 0
+    if args.readme is not None:  # rewrite README's table from the JSON its mark names
+        readme = Path(args.readme)
+        readme.write_text(readme_with_table(readme.read_text(), readme.parent))
+        print(f"{readme}: performance table rewritten")
         return 0
     run(only=args.only, quick=args.quick, out=args.out, device=args.device)
     return 0

@@ -186,6 +186,9 @@ def _bench_args(p):
                    help="device for the GPU rows (default: CUDA when available)")
     p.add_argument("--markdown", metavar="FILE.json", default=None,
                    help="print README's performance table from a bench JSON file and exit (runs nothing)")
+    p.add_argument("--readme", metavar="README.md", default=None,
+                   help="rewrite the table between README's '<!-- bench: FILE.json -->' and '<!-- /bench -->' "
+                        "marks from that JSON file and exit (runs nothing)")
 
 
 def _bench_device(text: str):

@@ -1,6 +1,7 @@
 """`python -m sdelab bench --quick --only <cheap rows>`: the table, the JSON structure, the markdown table, the
 throughput rows in their tiny CPU mode, and the sampler rows (no timing asserted)."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -43,7 +44,7 @@ def test_quick_bench_writes_table_and_json(tmp_path, capsys):
         assert d["wall_spread_s"][0] <= d["wall_s"] <= d["wall_spread_s"][1]
         assert d["max_abs_pixel"] > 0 and "fid" not in d  # no FID from 2 images
         assert 0 <= d["confident"] <= 1 and 0 <= d["label_match"] <= 1 and "confident" in d["quality"]
-        assert d["grid"] in ("uniform", "logsnr", "karras"), r  # read off the times the network was called at
+        assert d["grid"] in ("uniform", "logsnr", "karras", "angle"), r  # read off the times the network was called at
     assert "classifier" in names
     assert str(out) in table
     # the markdown table from that JSON: one line per row, through the CLI
@@ -156,3 +157,29 @@ def test_overhead_and_quality_rows_structure():
         assert set(TIMING_FIELDS) <= set(r["package"]) <= set(TIMING_FIELDS)
     q = quality_rows(8, n=200, repeats=1)
     assert all(r["nfe"] == 8 and r["sliced_w2"] > 0 for r in q)
+
+
+def test_readme_performance_table_is_generated_from_the_committed_bench_json():
+    from sdelab.bench import README_MARK, readme_with_table
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    m = README_MARK.search(readme)
+    assert m is not None and (root / m["path"]).is_file(), "README must name a committed bench JSON"
+    assert json.loads((root / m["path"]).read_text())["quick"] is False   # a full run, not the quick one
+    assert readme_with_table(readme, root) == readme, "run: python -m sdelab bench --readme README.md"
+
+
+def test_readme_with_table_rewrites_only_the_marked_block(tmp_path):
+    from sdelab.bench import readme_with_table
+
+    result = {"date": "2026-12-06T01:00:00+00:00", "device": "CPU", "rows": [
+        {"row": "ring", "metric": "time", "value": 7.6, "unit": "s", "target": "<= 30 s", "status": "measured",
+         "details": {}}]}
+    (tmp_path / "b.json").write_text(json.dumps(result))
+    text = "# T\n\nbefore\n<!-- bench: b.json -->\n| stale |\n<!-- /bench -->\nafter\n"
+    out = readme_with_table(text, tmp_path)
+    assert out.startswith("# T\n\nbefore\n<!-- bench: b.json -->\n| row | target |") and out.endswith("<!-- /bench -->\nafter\n")
+    assert "| ring: time | <= 30 s | 7.6 s |" in out and "stale" not in out
+    with pytest.raises(ValueError, match="bench: FILE.json"):
+        readme_with_table("no marks\n", tmp_path)

@@ -93,12 +93,21 @@ def _model(a):
     return hub.pretrained(a.model), hub.build_sde(hub.info(a.model).get("sde"))
 
 
+def grid_of(sampler: str) -> str:
+    """The default grid kind `generate` runs `sampler` (one of its names) on."""
+    from sdelab.grids import DEFAULT_GRID
+    from sdelab.recipes import _SAMPLERS
+
+    return DEFAULT_GRID[_SAMPLERS[sampler][1].__name__]
+
+
 def run_parts(a, judge, record) -> dict:
     from sdelab.classifier import accuracy, load_classifier, mnist_fid
     from sdelab.recipes import generate
 
     model, sde = _model(a)
-    what, n, out = a.what.split(","), a.n, {"judge": record, "n": a.n, "confident_threshold": CONFIDENT}
+    what, n, out = a.what.split(","), a.n, {"judge": record, "n": a.n, "confident_threshold": CONFIDENT,
+                                           "grids": {s: grid_of(s) for s in DEFAULT_STEPS}}
 
     def gen(sampler, steps, seed, **kw):
         t0 = time.perf_counter()

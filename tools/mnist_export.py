@@ -4,6 +4,7 @@
     SDELAB_DATA=... python tools/mnist_export.py classifier STATE.pt MINUTES
     python tools/mnist_export.py merge METRICS.json EVAL1.json [EVAL2.json ...]   # tools/mnist_eval.py outputs
     python tools/mnist_export.py unet v|eps EMA.pt DONE.json METRICS.json
+    python tools/mnist_export.py metrics mnist_unet METRICS.json   # new metrics for a shipped model
 
 `classifier` takes a state dict trained with the recipe's settings (`recipes._mnist_classifier`) and adds the
 FID reference statistics and floors; `unet` takes the EMA weights and the record of a run of
@@ -12,6 +13,7 @@ metrics measured by `tools/mnist_eval.py`.
 """
 from __future__ import annotations
 
+import datetime
 import json
 import sys
 
@@ -68,7 +70,8 @@ def merge(out, *evals):
     """The manifest's metrics from `tools/mnist_eval.py` outputs, with the date, device and the floor."""
     from sdelab import hub
 
-    m = {"date": "2026-12-05", "device": "CPU (2 cores shared with other jobs, 1 thread per run; torch CPU build)",
+    m = {"date": datetime.date.today().isoformat(),
+         "device": "CPU (2 cores shared with other jobs, 1 thread per run; torch CPU build)",
          "measured_by": "tools/mnist_eval.py"}
     for path in evals:
         e = json.load(open(path))
@@ -89,5 +92,22 @@ def merge(out, *evals):
     print(json.dumps(m, indent=1))
 
 
+def metrics(name, metrics_path):
+    """Replace the shipped model `name`'s metrics by METRICS.json (`merge`'s output); the weights are re-exported
+    unchanged (float16 in, float16 out), so the file's header carries the same metadata as the manifest."""
+    entry = hub.info(name, directory=hub.WEIGHTS_DIR)
+    if entry.get("extra"):
+        raise SystemExit(f"{name} carries extra tensors; re-export it with its own command")
+    before = hub.pretrained(name, directory=hub.WEIGHTS_DIR).state_dict()
+    meta = {k: v for k, v in entry.items() if k not in ("file", "sha256", "bytes")}
+    meta["metrics"] = json.load(open(metrics_path))
+    hub.export_weights(name, hub.pretrained(name, directory=hub.WEIGHTS_DIR), meta, directory=hub.WEIGHTS_DIR)
+    after = hub.pretrained(name, directory=hub.WEIGHTS_DIR).state_dict()
+    if any(not torch.equal(before[k], after[k]) for k in before):
+        raise SystemExit(f"{name}: the re-exported weights differ from the shipped ones")
+    print(f"{name}: metrics replaced, weights unchanged")
+
+
 if __name__ == "__main__":
-    {"convert": convert, "classifier": classifier, "unet": unet, "merge": merge}[sys.argv[1]](*sys.argv[2:])
+    {"convert": convert, "classifier": classifier, "unet": unet, "merge": merge,
+     "metrics": metrics}[sys.argv[1]](*sys.argv[2:])
