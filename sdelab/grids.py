@@ -3,7 +3,8 @@ check for non-finite values (chapter "Samplers compared").
 
 `DEFAULT_GRID` maps each sampler to the grid kind of `SDE.time_grid` on which it reached the quality of
 Euler–Maruyama with 1,000 steps in the fewest score evaluations (`tools/measure_grids.py`: exact score of the
-8-mode ring, VP linear, 20,000 samples). Every sampler accepts `ts` either as an explicit decreasing grid or as
+8-mode ring, VP linear, 20,000 samples), among the grids on which a trained noise-predicting network's samples stay
+in range (`OUT_OF_RANGE`, `tools/measure_grids.py --range`). Every sampler accepts `ts` either as an explicit decreasing grid or as
 an int `n`, which means `n` steps on its default grid, `default_grid(sampler, sde, n)`, ending at $\epsilon = 10^{-3}$.
 """
 from __future__ import annotations
