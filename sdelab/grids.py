@@ -28,8 +28,8 @@ DEFAULT_GRID: dict[str, str] = {
     "pf_ode_heun": "logsnr", "pf_ode_rk45": "uniform", "ddpm_sample": "logsnr", "ddim_sample": "logsnr",
     "dpm_solver_2m": "logsnr", "dpm_solver_3m": "logsnr", "unipc": "logsnr",
 }
-"""Maps each sampler's name to its default grid kind: among the grids on which a trained noise-predicting network
-keeps its samples in range (`OUT_OF_RANGE` at most `IN_RANGE`), the one with the fewest NFE to the strict quality of
+"""Each sampler's default grid kind. Among the grids on which a trained noise-predicting network keeps its samples
+in range (`OUT_OF_RANGE` at most `IN_RANGE`), it is the one with the fewest NFE to the strict quality of
 `sdelab.grid_measure` (`MEASURED_NFE`), ties broken by the loose quality. A sampler in range on no grid
 (predictor-corrector) takes the grid where it strays least. RK45 picks its own steps.
 
@@ -50,16 +50,16 @@ OUT_OF_RANGE: dict[str, dict[str, float]] = {
     "dpm_solver_3m": {"uniform": 0.0002, "logsnr": 0.0000, "karras": 0.0000, "angle": 0.0125},
     "unipc": {"uniform": 0.0000, "logsnr": 0.0000, "karras": 0.0000, "angle": 0.0029},
 }
-"""Fraction of pixels beyond +-1.5 (`grid_measure.out_of_range`: the shipped epsilon-network `mnist_unet_eps`, 20 NFE,
-20 class-conditional samples, 2026-12-06). A grid is in range for a sampler when at most `IN_RANGE` = 0.1 % are."""
+"""Fraction of pixels beyond +-1.5 in samples of the shipped epsilon-network `mnist_unet_eps`, measured by
+`grid_measure.out_of_range` (20 NFE, 20 class-conditional samples, 2026-12-06). A grid is in range for a sampler when at most `IN_RANGE` = 0.1 % are."""
 IN_RANGE = 0.001
 
 EVALS_PER_STEP: dict[str, int] = {
     "euler_maruyama": 1, "predictor_corrector": 2, "pf_ode_euler": 1, "pf_ode_heun": 2, "ddpm_sample": 1,
     "ddim_sample": 1, "dpm_solver_2m": 1, "dpm_solver_3m": 1, "unipc": 1,
 }
-"""Score (or noise-predictor) evaluations per step of each sampler, keyed by its function's name: the one table that
-NFE counts use. Predictor-corrector: with its default single corrector step (`n_corrector + 1` in general); Heun: a
+"""Score evaluations (noise-predictor evaluations for the discrete samplers) per step of each sampler, keyed by its
+function's name. It is the one table that NFE counts use. Predictor-corrector: with its default single corrector step (`n_corrector + 1` in general); Heun: a
 last step that ends at t = 0 costs 1. RK45 (`pf_ode_rk45`) is adaptive and has no fixed count."""
 
 MEASURED_NFE: dict[str, dict[str, tuple[int | None, int | None]]] = {
