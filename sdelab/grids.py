@@ -23,21 +23,6 @@ DEFAULT_EPS = 1e-3
 WATCH_BYTES = 1 << 16  # FiniteWatch keeps at most this many bytes of states, and at most WATCH_WINDOW states,
 WATCH_WINDOW = 32      # to sum them with one reduction
 
-DEFAULT_GRID: dict[str, str] = {
-    "euler_maruyama": "logsnr", "predictor_corrector": "logsnr", "pf_ode_euler": "angle",
-    "pf_ode_heun": "logsnr", "pf_ode_rk45": "uniform", "ddpm_sample": "logsnr", "ddim_sample": "logsnr",
-    "dpm_solver_2m": "logsnr", "dpm_solver_3m": "logsnr", "unipc": "logsnr",
-}
-"""Each sampler's default grid kind. Among the grids on which a trained noise-predicting network keeps its samples
-in range (`OUT_OF_RANGE` at most `IN_RANGE`), it is the one with the fewest NFE to the strict quality of
-`sdelab.grid_measure` (`MEASURED_NFE`), ties broken by the loose quality. A sampler in range on no grid
-(predictor-corrector) takes the grid where it strays least. RK45 picks its own steps.
-
-The angle grid is the fastest on the exact score for five samplers (DPM-Solver++(3M) strict from 32, UniPC 48,
-DDIM 160, Euler-Maruyama 256, PF-ODE Euler 40), but its long first step carries the network's error at high noise,
-where an epsilon-network's x0-estimate is poor: with the shipped `mnist_unet_eps` at 20 NFE, 0.3-79 % of the
-pixels of UniPC, DPM-Solver++(3M), DDIM and Euler-Maruyama leave [-1.5, 1.5] on it (`OUT_OF_RANGE`). So only PF-ODE
-Euler keeps it."""
 
 OUT_OF_RANGE: dict[str, dict[str, float]] = {
     "euler_maruyama": {"uniform": 0.0159, "logsnr": 0.0000, "karras": 0.0000, "angle": 0.7932},
@@ -76,6 +61,28 @@ MEASURED_NFE: dict[str, dict[str, tuple[int | None, int | None]]] = {
 """`(loose, strict)` NFE measured by `tools/measure_grids.py` (n = 20,000, 2026-12-06; the angle grid added the same day): the first NFE that passes loose,
 and the fewest NFE from which strict holds at every larger NFE tried up to 1,024 (`grid_measure.strict_from`;
 None: strict fails at 1,024)."""
+
+
+def _choose_grid(name: str) -> str:
+    """The rule of `DEFAULT_GRID`, applied to `MEASURED_NFE` and `OUT_OF_RANGE`."""
+    nfe, out, big = MEASURED_NFE[name], OUT_OF_RANGE[name], 10**9
+    in_range = [k for k in nfe if out[k] <= IN_RANGE]
+    if not in_range:
+        return min(nfe, key=out.get)
+    return min(in_range, key=lambda k: (nfe[k][1] or big, nfe[k][0] or big))
+
+
+DEFAULT_GRID: dict[str, str] = {**{name: _choose_grid(name) for name in MEASURED_NFE}, "pf_ode_rk45": "uniform"}
+"""Each sampler's default grid kind. Among the grids on which a trained noise-predicting network keeps its samples
+in range (`OUT_OF_RANGE` at most `IN_RANGE`), it is the one with the fewest NFE to the strict quality of
+`sdelab.grid_measure` (`MEASURED_NFE`), ties broken by the loose quality. A sampler in range on no grid
+(predictor-corrector) takes the grid where it strays least. RK45 picks its own steps.
+
+The angle grid is the fastest on the exact score for five samplers (DPM-Solver++(3M) strict from 32, UniPC 48,
+DDIM 160, Euler-Maruyama 256, PF-ODE Euler 40), but its long first step carries the network's error at high noise,
+where an epsilon-network's x0-estimate is poor: with the shipped `mnist_unet_eps` at 20 NFE, 0.3-79 % of the
+pixels of UniPC, DPM-Solver++(3M), DDIM and Euler-Maruyama leave [-1.5, 1.5] on it (`OUT_OF_RANGE`). So only PF-ODE
+Euler keeps it."""
 
 
 def _name(sampler) -> str:

@@ -293,6 +293,7 @@ def test_default_grid_follows_the_rule_from_the_two_measurements():
         else:
             want = min(by_kind, key=lambda k: OUT_OF_RANGE[name][k])
         assert DEFAULT_GRID[name] == want, name
+    assert DEFAULT_GRID == {**{n: "logsnr" for n in MEASURED_NFE}, "pf_ode_euler": "angle", "pf_ode_rk45": "uniform"}
     # what the in-range rule costs on the exact score: the angle grid would be faster for these four
     for name in ("dpm_solver_3m", "unipc", "ddim_sample", "euler_maruyama"):
         assert MEASURED_NFE[name]["angle"][1] < MEASURED_NFE[name][DEFAULT_GRID[name]][1], name
