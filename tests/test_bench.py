@@ -44,7 +44,7 @@ def test_quick_bench_writes_table_and_json(tmp_path, capsys):
         assert d["wall_spread_s"][0] <= d["wall_s"] <= d["wall_spread_s"][1]
         assert d["max_abs_pixel"] > 0 and "fid" not in d  # no FID from 2 images
         assert 0 <= d["confident"] <= 1 and 0 <= d["label_match"] <= 1 and "confident" in d["quality"]
-        assert d["grid"] in ("uniform", "logsnr", "karras", "angle"), r  # read off the times the network was called at
+        assert d["grid"] in ("uniform", "logsnr", "karras", "angle", "blend"), r  # read off the times the network was called at
     assert "classifier" in names
     assert str(out) in table
     # the markdown table from that JSON: one line per row, through the CLI
