@@ -174,17 +174,19 @@ class SDE:
         return self._std(t) / self._mean_coeff(t)
 
     def time_grid(self, n_steps: int, eps: float = 1e-3, *, kind: str = "uniform", rho: float = 7.0,
-                  sigma_data: float = 0.5, angle_share: float = 0.8) -> torch.Tensor:
+                  sigma_data: float = 0.5, log_steps: int = 4) -> torch.Tensor:
         r"""Decreasing grid of `n_steps + 1` times from `T` to `eps`, the argument samplers take.
 
         `kind`: ``"uniform"`` in $t$; ``"logsnr"``, uniform in $\log\rho(t)$, $\rho = \sigma/\alpha$ (i.e. in the
         log-SNR, DPM-Solver's grid); ``"karras"``, uniform in $\rho^{1/r}$ with $r$ = `rho` (Karras et al., 2022,
         eq. 5, $r = 7$); ``"angle"``, uniform in the angle $\arctan(\rho/\sigma_d)$ with $\sigma_d$ = `sigma_data`
         (the time of TrigFlow, $x = \cos\theta\, x_0 + \sin\theta\, \sigma_d z$, Lu & Song, 2024, with their
-        $\sigma_d = 0.5$); ``"blend"``, the fraction `angle_share` of the steps placed as on the angle grid and the
-        rest as on the log-SNR grid (times where the mixture of the two grids' cumulative step counts is a whole
-        number: the log-SNR part keeps the steps at high noise short). Log-SNR, Karras, angle and blend grids are mapped back to $t$ by bisection (float64 precision) and
-        need `eps > 0` and are float64 (the uniform grid has the default dtype). Which grid each sampler uses by default: `sdelab.samplers.DEFAULT_GRID`.
+        $\sigma_d = 0.5$); ``"blend"``, `log_steps` of the steps (at most half of them) placed as on the log-SNR grid and
+        the rest as on the angle grid (the times where the two grids' step counts, added, are whole numbers): the
+        angle grid's steps where the data take shape, and a few log-SNR steps that keep the first step short.
+        Log-SNR, Karras, angle and blend grids are mapped back to $t$ by bisection (float64 precision), need
+        `eps > 0` and are float64 (the uniform grid has the default dtype). Which grid each sampler uses by default:
+        `sdelab.samplers.DEFAULT_GRID`.
         """
         if isinstance(n_steps, bool) or not float(n_steps).is_integer() or int(n_steps) < 1:
             raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
@@ -203,8 +205,8 @@ class SDE:
         for name, v in (("rho", rho), ("sigma_data", sigma_data)):
             if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
-        if isinstance(angle_share, bool) or not (isinstance(angle_share, (int, float)) and 0 <= angle_share <= 1):
-            raise ValueError(f"angle_share must be a number in [0, 1], got {angle_share!r}")
+        if isinstance(log_steps, bool) or not isinstance(log_steps, int) or log_steps < 0:
+            raise ValueError(f"log_steps must be an int >= 0, got {log_steps!r}")
         ends = torch.tensor([float(self.T), float(eps)], dtype=torch.float64)
         r_hi, r_lo = (self._std(ends) / self._mean_coeff(ends)).tolist()
         u = torch.linspace(0, 1, n + 1, dtype=torch.float64)
@@ -214,7 +216,7 @@ class SDE:
             a_hi, a_lo = math.atan(r_hi / sigma_data), math.atan(r_lo / sigma_data)
             target = sigma_data * torch.tan(a_hi + u * (a_lo - a_hi))
         elif kind == "blend":
-            target = _blend_ratios(u, r_hi, r_lo, sigma_data, float(angle_share))
+            target = _blend_ratios(u, r_hi, r_lo, sigma_data, 1 - min(log_steps, n / 2) / n)
         else:
             target = (r_hi ** (1 / rho) + u * (r_lo ** (1 / rho) - r_hi ** (1 / rho))) ** rho
         return self._invert_ratio(target, float(eps))
@@ -233,7 +235,8 @@ class SDE:
 
 def _blend_ratios(u: torch.Tensor, r_hi: float, r_lo: float, sigma_data: float, share: float) -> torch.Tensor:
     """Noise ratios rho from `r_hi` down to `r_lo` at which `share` x (angle grid's fraction of the way) +
-    (1 - share) x (log-SNR grid's fraction) equals `u`; by bisection in log rho (the mixture is monotone)."""
+    (1 - share) x (log-SNR grid's fraction) equals `u`; by bisection in log rho (the mixture is monotone).
+    `time_grid` passes `share = 1 - log_steps / n`: the log-SNR grid's fraction counts `log_steps` of the n steps."""
     l_hi, l_lo = math.log(r_hi), math.log(r_lo)
     a_hi, a_lo = math.atan(r_hi / sigma_data), math.atan(r_lo / sigma_data)
 
