@@ -150,6 +150,7 @@ def out_of_range(samplers=None, kinds=KINDS, nfes=RANGE_NFES, n: int = 20, model
 
     net, sde = hub.pretrained(model), hub.build_sde(hub.info(model).get("sde"))
     y = torch.arange(n) % 10
+    x_T = sde.prior_sample((n, 1, 28, 28), generator=torch.Generator().manual_seed(1))  # the same for every run
     out = {}
     for name in samplers or SAMPLERS:
         fn, per_step, eps_based = SAMPLERS[name]
@@ -157,7 +158,6 @@ def out_of_range(samplers=None, kinds=KINDS, nfes=RANGE_NFES, n: int = 20, model
         for kind in kinds:
             row = {"by_nfe": {}, "max_abs": 0.0}
             for nfe in nfes:
-                x_T = sde.prior_sample((n, 1, 28, 28), generator=torch.Generator().manual_seed(1))
                 with torch.no_grad():
                     x = fn(f, sde, x_T, sde.time_grid(nfe // per_step, EPS, kind=kind).to(F64),
                            generator=torch.Generator().manual_seed(2))

@@ -215,43 +215,37 @@ class SDE:
         elif kind == "angle":
             a_hi, a_lo = math.atan(r_hi / sigma_data), math.atan(r_lo / sigma_data)
             target = sigma_data * torch.tan(a_hi + u * (a_lo - a_hi))
-        elif kind == "blend":
-            target = _blend_ratios(u, r_hi, r_lo, sigma_data, 1 - min(log_steps, n / 2) / n)
+        elif kind == "blend":  # no closed form: bisect on the fraction of the way itself (increasing in t)
+            share = 1 - min(log_steps, n / 2) / n
+            return self._invert(lambda t: -_blend_fraction(self._std(t) / self._mean_coeff(t), r_hi, r_lo,
+                                                           sigma_data, share), -u, float(eps))
         else:
             target = (r_hi ** (1 / rho) + u * (r_lo ** (1 / rho) - r_hi ** (1 / rho))) ** rho
         return self._invert_ratio(target, float(eps))
 
     def _invert_ratio(self, target: torch.Tensor, eps: float) -> torch.Tensor:
         """Times at which sigma/alpha (increasing in t) equals `target`, by bisection on [eps, T]."""
+        return self._invert(lambda t: self._std(t) / self._mean_coeff(t), target, eps)
+
+    def _invert(self, increasing, target: torch.Tensor, eps: float) -> torch.Tensor:
+        """Times at which `increasing(t)` equals `target`, by bisection on [eps, T] (float64 precision); the ends are
+        set to exactly T and `eps`."""
         lo, hi = torch.full_like(target, eps), torch.full_like(target, float(self.T))
         for _ in range(80):
             mid = 0.5 * (lo + hi)
-            below = self._std(mid) / self._mean_coeff(mid) < target
+            below = increasing(mid) < target
             lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
         ts = 0.5 * (lo + hi)
         ts[0], ts[-1] = float(self.T), eps
         return ts
 
 
-def _blend_ratios(u: torch.Tensor, r_hi: float, r_lo: float, sigma_data: float, share: float) -> torch.Tensor:
-    """Noise ratios rho from `r_hi` down to `r_lo` at which `share` x (angle grid's fraction of the way) +
-    (1 - share) x (log-SNR grid's fraction) equals `u`; by bisection in log rho (the mixture is monotone).
-    `time_grid` passes `share = 1 - log_steps / n`: the log-SNR grid's fraction counts `log_steps` of the n steps."""
-    l_hi, l_lo = math.log(r_hi), math.log(r_lo)
+def _blend_fraction(rho: torch.Tensor, r_hi: float, r_lo: float, sigma_data: float, share: float) -> torch.Tensor:
+    """How far along the blend grid `rho` lies, 0 at `r_hi` and 1 at `r_lo`: `share` x (angle grid's fraction of the
+    way) + (1 - share) x (log-SNR grid's); `time_grid` passes `share = 1 - log_steps / n`."""
     a_hi, a_lo = math.atan(r_hi / sigma_data), math.atan(r_lo / sigma_data)
-
-    def fraction(log_r):
-        angle = (a_hi - torch.atan(torch.exp(log_r) / sigma_data)) / (a_hi - a_lo)
-        return share * angle + (1 - share) * (l_hi - log_r) / (l_hi - l_lo)
-
-    lo, hi = torch.full_like(u, l_lo), torch.full_like(u, l_hi)
-    for _ in range(80):
-        mid = 0.5 * (lo + hi)
-        past = fraction(mid) > u  # mid lies below the target ratio
-        lo, hi = torch.where(past, mid, lo), torch.where(past, hi, mid)
-    target = torch.exp(0.5 * (lo + hi))
-    target[0], target[-1] = r_hi, r_lo
-    return target
+    angle = (a_hi - torch.atan(rho / sigma_data)) / (a_hi - a_lo)
+    return share * angle + (1 - share) * (math.log(r_hi) - rho.log()) / (math.log(r_hi) - math.log(r_lo))
 
 
 class _BetaSDE(SDE):
