@@ -25,11 +25,9 @@ CONFIDENT = 0.9
 def evals_per_step(sampler: str) -> int | None:
     """Network evaluations per step of `sampler`, a name `sdelab.recipes.generate` accepts:
     `sdelab.grids.EVALS_PER_STEP` of the function it runs; None for rk45 (adaptive, no fixed count)."""
-    from .recipes import _SAMPLERS
+    from .recipes import sampler_function
 
-    if not isinstance(sampler, str) or sampler not in _SAMPLERS:
-        raise ValueError(f"sampler must be one of {sorted(_SAMPLERS)}, got {sampler!r}")
-    return EVALS_PER_STEP.get(_SAMPLERS[sampler][1].__name__)
+    return EVALS_PER_STEP.get(sampler_function(sampler).__name__)
 
 
 def sampling_samplers() -> list[str]:

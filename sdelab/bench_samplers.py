@@ -80,8 +80,86 @@ def minimal_loops(sde) -> dict[str, Callable]:
             prev = (x0, h)
         return x
 
+    def ddpm(fn, x, tc, gen):
+        _, _, al, si, dt = _floats(sde, tc)
+        c0, ct, var = (v.tolist() for v in discrete.posterior_coefficients(sde, tc[:-1], tc[1:]))
+        tb = tc.to(x.dtype)[:, None].expand(len(tc), x.shape[0])
+        for i in range(len(dt)):
+            x = c0[i] * (x - si[i] * fn(x, tb[i])) / al[i] + ct[i] * x
+            if i < len(dt) - 1:
+                x = x + math.sqrt(var[i]) * torch.randn(x.shape, generator=gen, dtype=x.dtype)
+        return x
+
     return {"euler_maruyama": em, "predictor_corrector": lambda *a: em(*a, pc=True), "pf_ode_euler": euler,
-            "pf_ode_heun": heun, "ddim_sample": ddim, "dpm_solver_2m": dpm2m}
+            "pf_ode_heun": heun, "ddim_sample": ddim, "dpm_solver_2m": dpm2m, "ddpm_sample": ddpm,
+            "dpm_solver_3m": _minimal_3m(sde), "unipc": _minimal_unipc(sde)}
+
+
+def _log_snr_floats(sde, tc):
+    _, _, al, si, _ = _floats(sde, tc)
+    return al, si, [math.log(a / s) for a, s in zip(al, si)]
+
+
+def _minimal_3m(sde):
+    def dpm3m(fn, x, tc, gen):
+        al, si, lam = _log_snr_floats(sde, tc)
+        tb = tc.to(x.dtype)[:, None].expand(len(tc), x.shape[0])
+        n, ms = len(tc) - 1, []
+        for i in range(n):
+            ms = [(x - si[i] * fn(x, tb[i])) / al[i]] + ms[:2]
+            h = lam[i + 1] - lam[i]
+            p1 = math.expm1(-h)
+            order = min(3, i + 1, n - i) if n < 15 else min(3, i + 1)
+            x = si[i + 1] / si[i] * x - al[i + 1] * p1 * ms[0]
+            if order >= 2:
+                r0 = (lam[i] - lam[i - 1]) / h
+                d10 = (ms[0] - ms[1]) / r0
+                if order == 2:
+                    x = x - 0.5 * al[i + 1] * p1 * d10
+                else:
+                    r1 = (lam[i - 1] - lam[i - 2]) / h
+                    d11 = (ms[1] - ms[2]) / r1
+                    x = (x + al[i + 1] * (p1 / h + 1) * (d10 + r0 / (r0 + r1) * (d10 - d11))
+                         - al[i + 1] * ((p1 + h) / h**2 - 0.5) * (d10 - d11) / (r0 + r1))
+        return x
+    return dpm3m
+
+
+def _minimal_unipc(sde, order: int = 3):
+    """UniPC-3 (bh2) with every step's weights computed before the loop."""
+    def step(x, ms, lam, i, j, al, si, w, m_new=None):
+        b_h, rho, rks = w
+        h = lam[j] - lam[i]
+        out = si[j] / si[i] * x - al[j] * math.expm1(-h) * ms[-1]
+        if not rho:
+            return out
+        res = sum(r / rk * (m - ms[-1]) for r, rk, m in zip(rho, rks, ms[-2::-1]))
+        if m_new is not None:
+            res = res + rho[-1] * (m_new - ms[-1])
+        return out - al[j] * b_h * res
+
+    def weights(lam, i, j, used, corrector):
+        h = lam[j] - lam[i]
+        rks = [(lam[i - k] - lam[i]) / h for k in range(1, used)]
+        return (*unipc.unipc_weights(h, rks, corrector), rks)
+
+    def run(fn, x, tc, gen):
+        al, si, lam = _log_snr_floats(sde, tc)
+        tb = tc.to(x.dtype)[:, None].expand(len(tc), x.shape[0])
+        n = len(tc) - 1
+        used = [min(order, i + 1, n - i) for i in range(n)]
+        pred = [weights(lam, i, i + 1, used[i], False) for i in range(n)]
+        corr = [None] + [weights(lam, i - 1, i, used[i - 1], True) for i in range(1, n)]
+        ms, x_last = [], None
+        for i in range(n):
+            m = (x - si[i] * fn(x, tb[i])) / al[i]
+            if i > 0:
+                x = step(x_last, ms[-used[i - 1]:], lam, i - 1, i, al, si, corr[i], m)
+            ms = (ms + [m])[-order:]
+            x_last = x
+            x = step(x, ms[-used[i]:], lam, i, i + 1, al, si, pred[i])
+        return x
+    return run
 
 
 PACKAGE = {"euler_maruyama": samplers.euler_maruyama, "predictor_corrector": samplers.predictor_corrector,

@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="samples per sampler call, at most 65_536 (deterministic samplers give the same samples for "
                          "any batch size; stochastic ones for any batch size >= --n)")
     sp.add_argument("--clip-x0", type=POS["--clip-x0"], default=None,
-                    help="clamp the predicted x0 to [-c, c] (ddpm, ddim, dpm2m only; 1.0 for images)")
+                    help="clamp the predicted x0 to [-c, c] (ddpm, ddim, dpm2m, dpm3m, unipc only; 1.0 for images)")
     sp.add_argument("--out", default="samples.png", help="output .png or .pt")
     _common(sp, progress=False)
 

@@ -21,13 +21,14 @@ import torch
 
 from . import discrete, samplers
 from .hub import build_model, export_weights, sde_spec
+from .multistep import dpm_solver_3m
 from .unipc import unipc
 from .param import eps_fn, score_fn
 from .sde import VPSDE
 from .train import TrainResult, train
 from .utils import default_device
 
-__all__ = ["toy_spec", "mnist_spec", "train_until", "toy_quality", "generate", "SAMPLER_NAMES", "RECIPES",
+__all__ = ["toy_spec", "mnist_spec", "train_until", "toy_quality", "generate", "SAMPLER_NAMES", "sampler_function", "RECIPES",
            "make_checkpoints", "mnist_unet_config", "train_mnist_unet",
            "mnist_unet_meta", "classifier_meta"]
 
@@ -36,10 +37,18 @@ _SAMPLERS: dict[str, tuple[str, Callable]] = {
     "euler_maruyama": ("score", samplers.euler_maruyama), "pc": ("score", samplers.predictor_corrector),
     "pf_euler": ("score", samplers.pf_ode_euler), "heun": ("score", samplers.pf_ode_heun),
     "rk45": ("score", samplers.pf_ode_rk45), "ddpm": ("eps", discrete.ddpm_sample),
-    "ddim": ("eps", discrete.ddim_sample), "dpm2m": ("eps", discrete.dpm_solver_2m), "unipc": ("eps", unipc),
+    "ddim": ("eps", discrete.ddim_sample), "dpm2m": ("eps", discrete.dpm_solver_2m),
+    "dpm3m": ("eps", dpm_solver_3m), "unipc": ("eps", unipc),
 }
 SAMPLER_NAMES = tuple(_SAMPLERS)
 """Sampler names accepted by `generate` and `python -m sdelab sample --sampler`."""
+
+
+def sampler_function(name: str) -> Callable:
+    """The function `generate` runs for the sampler called `name` (one of `SAMPLER_NAMES`)."""
+    if not isinstance(name, str) or name not in _SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLER_NAMES}, got {name!r}")
+    return _SAMPLERS[name][1]
 
 
 def toy_spec(hidden: int = 128, depth: int = 3, emb_dim: int = 64) -> dict:
@@ -120,10 +129,10 @@ def generate(model, sde, n: int, *, sampler: str = "euler_maruyama", steps: int 
     labels `0, 1, ..., 9, 0, ...` in turn; `guidance` is the classifier-free guidance weight $w$. `prediction` is
     what the model outputs (None: `model.prediction`, which shipped and trained models carry, else `"eps"`).
     `clip_x0` $= c$ clamps the predicted $\hat x_0$ to $[-c, c]$ (1.0 for images in $[-1, 1]$) in the samplers that
-    use it, `ddpm`, `ddim` and `dpm2m` (see `sdelab.discrete.ddim_sample`); None (default) leaves them exact.
+    use it, `ddpm`, `ddim`, `dpm2m`, `dpm3m` and `unipc` (see `sdelab.discrete.ddim_sample`); None (default) leaves them exact.
 
     Determinism: the `n` starting points are drawn first, in one draw from `generator`, and then cut into batches
-    of `batch_size`, so the deterministic samplers (`pf_euler`, `heun`, `ddim`, `dpm2m`) give the same sample `i`
+    of `batch_size`, so the deterministic samplers (`pf_euler`, `heun`, `ddim`, `dpm2m`, `dpm3m`, `unipc`) give the same sample `i`
     for any `batch_size` (up to float rounding of batched matrix products) at a fixed `n` (torch's normal draw
     depends on its size near its end, so another `n` may change the last few samples; one draw keeps the samples of
     `batch_size >= n` what they were before this rule). The stochastic ones (`euler_maruyama`,
@@ -135,14 +144,13 @@ def generate(model, sde, n: int, *, sampler: str = "euler_maruyama", steps: int 
     Returns:
         `(x, y)`: samples `(n, *shape)` on the CPU and the labels used `(n,)` (None for an unconditional model).
     """
-    if sampler not in _SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLER_NAMES}, got {sampler!r}")
+    sampler_function(sampler)   # ValueError for an unknown name
     if isinstance(n, bool) or int(n) != n or n < 1:
         raise ValueError(f"n must be an integer >= 1, got {n!r}")
     kind, fn = _SAMPLERS[sampler]
     if clip_x0 is not None and kind != "eps":
         raise ValueError(f"clip_x0 applies to the samplers that form x0-hat from a noise prediction "
-                         f"(ddpm, ddim, dpm2m), not to {sampler!r}")
+                         f"({', '.join(k for k, (v, _) in _SAMPLERS.items() if v == 'eps')}), not to {sampler!r}")
     extra = {} if clip_x0 is None else {"clip_x0": clip_x0}
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model = model.to(device).eval()

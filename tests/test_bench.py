@@ -119,17 +119,19 @@ def test_sampling_steps():
 def test_sampling_counts_come_from_the_one_table():
     # every name generate accepts maps, through the function it runs, to sdelab.grids.EVALS_PER_STEP; rk45 has none
     from sdelab.grids import EVALS_PER_STEP
-    from sdelab.recipes import SAMPLER_NAMES, _SAMPLERS
+    from sdelab.recipes import SAMPLER_NAMES, sampler_function
 
     assert sampling_samplers() == [n for n in SAMPLER_NAMES if n != "rk45"] and evals_per_step("rk45") is None
     assert {n: evals_per_step(n) for n in sampling_samplers()} == {
-        n: EVALS_PER_STEP[_SAMPLERS[n][1].__name__] for n in sampling_samplers()}
+        n: EVALS_PER_STEP[sampler_function(n).__name__] for n in sampling_samplers()}
     assert evals_per_step("heun") == evals_per_step("pc") == 2 and evals_per_step("ddim") == 1
 
 
 def test_minimal_loops_are_the_same_algorithms_as_the_samplers():
     # The overhead rows compare each sampler with a minimal loop; the ratio means something only if both compute
     # the same thing: same seed, same output (up to float64 rounding).
+    import itertools
+
     import torch
 
     from sdelab.bench_samplers import PACKAGE, EPS_BASED, minimal_loops
@@ -139,19 +141,21 @@ def test_minimal_loops_are_the_same_algorithms_as_the_samplers():
 
     sde, mix = VPSDE(), ring(dtype=torch.float64)
     x = sde.prior_sample((32, 2), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    for name, loop in minimal_loops(sde).items():
+    loops = minimal_loops(sde)
+    assert set(loops) == set(PACKAGE)   # every sampler has its overhead row
+    for (name, loop), steps in itertools.product(loops.items(), (12, 20)):   # below / above lower_order_final's 15
         fn = mix.eps_fn(sde) if name in EPS_BASED else mix.score_fn(sde)
-        tc = default_grid(name, sde, 12)
+        tc = default_grid(name, sde, steps)
         a = PACKAGE[name](fn, sde, x, tc, generator=torch.Generator().manual_seed(1))
         b = loop(fn, x, tc, torch.Generator().manual_seed(1))
-        assert torch.allclose(a, b, atol=1e-9), name
+        assert torch.allclose(a, b, atol=1e-9), (name, steps)
 
 
 def test_overhead_and_quality_rows_structure():
-    from sdelab.bench_samplers import overhead_rows, quality_rows
+    from sdelab.bench_samplers import PACKAGE, overhead_rows, quality_rows
 
     rows = overhead_rows(batch=8, steps=4, repeats=1)
-    assert {r["score"] for r in rows} == {"near-free", "ring"} and len(rows) == 12
+    assert {(r["sampler"], r["score"]) for r in rows} == {(s, k) for s in PACKAGE for k in ("near-free", "ring")}
     for r in rows:
         assert r["ratio"] > 0 and r["ratio_spread"][0] <= r["ratio"] <= r["ratio_spread"][1]
         assert set(TIMING_FIELDS) <= set(r["package"]) <= set(TIMING_FIELDS)

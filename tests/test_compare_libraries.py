@@ -90,6 +90,52 @@ def test_only_rejects_unknown_names():
         cl.select(names, ["nope"])
 
 
+class FakeSampling:
+    """k-diffusion's `get_sigmas_karras` (Karras et al. eq. 5, then a final 0) and samplers that record their sigmas."""
+
+    def __init__(self):
+        self.sigmas = None
+
+    @staticmethod
+    def get_sigmas_karras(n, sigma_min, sigma_max, rho=7.0):
+        ramp = torch.linspace(0, 1, n)
+        s = (sigma_max ** (1 / rho) + ramp * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
+        return torch.cat([s, s.new_zeros(1)])
+
+    def _record(self, model, x, sigmas, disable=True):
+        self.sigmas = sigmas
+        for _ in range(len(sigmas) - 1):
+            model(x, sigmas[0])
+        return x
+
+    sample_dpmpp_2m = sample_euler = _record
+
+
+@pytest.mark.parametrize("end", ["0", "eps"])
+def test_run_kdiff_ends_where_asked_with_the_budget_spent(end):
+    # at eps: no final 0, the last sigma is sigma(eps), as many steps as the budget, the VP state alpha(eps) x returned
+    sde, fake = VPSDE(), FakeSampling()
+    x_T = torch.ones(3, 2, dtype=F64)
+    eps_fn = lambda x, t: torch.zeros_like(x)
+    x, nfe = cl.run_kdiff(fake, "dpmpp_2m", 12, sde, x_T, eps_fn, end=end)
+    assert nfe == 12 and len(fake.sigmas) == 13
+    assert fake.sigmas[0] == pytest.approx(float(cl.ve_sigma(sde, 1.0)), rel=1e-12)
+    last = float(fake.sigmas[-1])
+    if end == "0":
+        assert last == 0 and torch.equal(x, x_T * fake.sigmas[0])
+    else:
+        assert last == pytest.approx(float(cl.ve_sigma(sde, cl.EPS)), rel=1e-12)
+        alpha = float(sde.mean_coeff(torch.tensor(cl.EPS, dtype=F64)))
+        assert torch.allclose(x, alpha * x_T * fake.sigmas[0], rtol=1e-14) and alpha < 1
+
+
+def test_every_eps_row_is_named_for_its_end_point():
+    rows = cl.build_rows(None, FakeSampling(), cl.make_problem(4))
+    ends = {name: row[2] for name, row in rows.items() if name.startswith("k-diffusion:")}
+    assert ends and all((v == "eps") == k.endswith("@eps") for k, v in ends.items())
+    assert {k.removesuffix("@eps") for k in ends} == {f"k-diffusion:{k}" for k in cl.KDIFF}
+
+
 @pytest.mark.skipif(importlib.util.find_spec("diffusers") is None, reason="diffusers not installed (see INSTALL)")
 def test_diffusers_dpmpp_2m_karras_end_to_end():
     import diffusers as lib

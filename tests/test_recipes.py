@@ -102,7 +102,7 @@ def test_train_mnist_unet_trains_what_the_config_says():
         assert res.step == 2 and res.ema.prediction == res.model.prediction == pred
 
 
-@pytest.mark.parametrize("sampler", ["ddim", "pf_euler", "heun", "dpm2m", "unipc"])
+@pytest.mark.parametrize("sampler", ["ddim", "pf_euler", "heun", "dpm2m", "dpm3m", "unipc"])
 def test_deterministic_samples_do_not_depend_on_the_batch_size(sampler):
     """Sample i depends on the seed and i only: batch sizes 1, 3 and n give the same samples."""
     torch.manual_seed(0)
@@ -126,3 +126,12 @@ def test_stochastic_samples_are_reproducible_and_match_one_batch():
 
     torch.testing.assert_close(run(6), run(12), rtol=0, atol=0)
     assert not torch.allclose(run(6), run(6, seed=4))
+
+
+def test_sampler_function_names_what_generate_runs():
+    from sdelab.multistep import dpm_solver_3m
+
+    assert recipes.sampler_function("dpm3m") is dpm_solver_3m and "dpm3m" in recipes.SAMPLER_NAMES
+    for bad in ("dpm_solver_3m", None, 3):
+        with pytest.raises(ValueError, match="sampler must be one of"):
+            recipes.sampler_function(bad)

@@ -151,6 +151,11 @@ DIFFUSERS = {
     "euler": ("EulerDiscreteScheduler", {}), "euler_karras": ("EulerDiscreteScheduler", KARRAS),
 }
 STATE_F32 = {"EulerDiscreteScheduler", "DPMSolverMultistepScheduler"}   # step() casts the state to float32 (source)
+# config that makes a scheduler end at t = eps (alphas_cumprod[0], k = 0) instead of sigma = 0: sdelab's end point
+AT_EPS = {"DPMSolverMultistepScheduler": {"final_sigmas_type": "sigma_min"}, "DDIMScheduler": {"set_alpha_to_one": False},
+          "UniPCMultistepScheduler": {"final_sigmas_type": "sigma_min"},
+          "EulerDiscreteScheduler": {"final_sigmas_type": "sigma_min"}}
+VE_STATE = {"EulerDiscreteScheduler", "HeunDiscreteScheduler"}   # their state is x / alpha (k-diffusion's)
 KDIFF = {"euler": ("sample_euler", 1), "heun": ("sample_heun", 2), "dpmpp_2m": ("sample_dpmpp_2m", 1),
          "lms": ("sample_lms", 1)}
 
@@ -171,19 +176,23 @@ def run_scheduler(sched, steps: int, x_T, eps_fn, **step_kw):
     return x, model.calls
 
 
-def run_kdiff(sampling, name: str, budget: int, sde, x_T, eps_fn):
-    """k-diffusion on its Karras sigmas (float64) from `sigma_max * x_T`; returns the sample and the NFE spent."""
+def run_kdiff(sampling, name: str, budget: int, sde, x_T, eps_fn, end: str = "0"):
+    """k-diffusion on its Karras sigmas (float64) from `sigma_max * x_T` to sigma = 0 (`end="0"`, its default) or,
+    without the final 0, to sigma(eps) (`end="eps"`, sdelab's end point; the VP state alpha(eps) x is returned);
+    returns the sample and the NFE spent."""
     fn, per_step = KDIFF[name]
-    steps = (budget + 1) // 2 if per_step == 2 else budget
+    at_eps = end == "eps"
+    steps = budget // 2 if per_step == 2 and at_eps else (budget + 1) // 2 if per_step == 2 else budget
     old = torch.get_default_dtype()
     torch.set_default_dtype(F64)   # get_sigmas_karras builds its ramp in the default dtype
     try:
-        sigmas = sampling.get_sigmas_karras(steps, float(ve_sigma(sde, EPS)), float(ve_sigma(sde, sde.T)), rho=7.0)
+        sigmas = sampling.get_sigmas_karras(steps + at_eps, float(ve_sigma(sde, EPS)), float(ve_sigma(sde, sde.T)), rho=7.0)
     finally:
         torch.set_default_dtype(old)
+    sigmas = sigmas[:-1] if at_eps else sigmas
     model = Counted(denoiser(eps_fn, sde))
     x = getattr(sampling, fn)(model, x_T * sigmas[0], sigmas, disable=True)
-    return x, model.calls
+    return (x * sde.mean_coeff(torch.tensor(EPS, dtype=F64)) if at_eps else x), model.calls
 
 
 def verify_ddim(diffusers, sde, eps_fn, x_T, steps: int = 32) -> dict:
@@ -237,9 +246,15 @@ def build_rows(diffusers, sampling, problem, betas: str = "linear"):
         heun = cls == "HeunDiscreteScheduler"
         rows[f"diffusers:{name}"] = ("diffusers", grid, "0", prec, lambda b, nm=name, h=heun: run_scheduler(
             make_scheduler(diffusers, nm, **extra), (b + 1) // 2 if h else b, x_T, eps_fn))
+        if cls in AT_EPS:   # the same scheduler ending where sdelab's samplers end
+            alpha = sde.mean_coeff(torch.tensor(EPS, dtype=F64)) if cls in VE_STATE else 1.0
+            rows[f"diffusers:{name}@eps"] = ("diffusers", grid, "eps", prec, lambda b, nm=name, c=cls, a=alpha: (
+                lambda x, nfe: (a * x, nfe))(*run_scheduler(make_scheduler(diffusers, nm, **extra, **AT_EPS[c]), b, x_T, eps_fn)))
     for name in KDIFF if sampling is not None else ():
-        rows[f"k-diffusion:{name}"] = ("k-diffusion", "karras rho 7", "0", "float64",
-                                       lambda b, nm=name: run_kdiff(sampling, nm, b, sde, x_T, eps_fn))
+        for end in ("0", "eps"):
+            rows[f"k-diffusion:{name}" + ("@eps" if end == "eps" else "")] = (
+                "k-diffusion", "karras rho 7", end, "float64",
+                lambda b, nm=name, e=end: run_kdiff(sampling, nm, b, sde, x_T, eps_fn, e))
     return rows
 
 
@@ -303,7 +318,8 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     probe = list(build_rows(None, None, make_problem(2)))
     try:
-        names = select(probe + [f"diffusers:{k}" for k in DIFFUSERS] + [f"k-diffusion:{k}" for k in KDIFF], a.only)
+        libs_rows = [f"diffusers:{k}{e}" for k, (c, _) in DIFFUSERS.items() for e in ("", "@eps")[:1 + (c in AT_EPS)]]
+        names = select(probe + libs_rows + [f"k-diffusion:{k}{e}" for k in KDIFF for e in ("", "@eps")], a.only)
     except ValueError as exc:
         p.error(str(exc))
     libs = load_libraries() if any(not n.startswith("sdelab:") for n in names) else (None, None)

@@ -96,9 +96,9 @@ def _model(a):
 def grid_of(sampler: str) -> str:
     """The default grid kind `generate` runs `sampler` (one of its names) on."""
     from sdelab.grids import DEFAULT_GRID
-    from sdelab.recipes import _SAMPLERS
+    from sdelab.recipes import sampler_function
 
-    return DEFAULT_GRID[_SAMPLERS[sampler][1].__name__]
+    return DEFAULT_GRID[sampler_function(sampler).__name__]
 
 
 def run_parts(a, judge, record) -> dict:
