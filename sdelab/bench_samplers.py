@@ -138,18 +138,13 @@ def _minimal_unipc(sde, order: int = 3):
             res = res + rho[-1] * (m_new - ms[-1])
         return out - al[j] * b_h * res
 
-    def weights(lam, i, j, used, corrector):
-        h = lam[j] - lam[i]
-        rks = [(lam[i - k] - lam[i]) / h for k in range(1, used)]
-        return (*unipc.unipc_weights(h, rks, corrector), rks)
-
     def run(fn, x, tc, gen):
         al, si, lam = _log_snr_floats(sde, tc)
         tb = tc.to(x.dtype)[:, None].expand(len(tc), x.shape[0])
         n = len(tc) - 1
         used = [min(order, i + 1, n - i) for i in range(n)]
-        pred = [weights(lam, i, i + 1, used[i], False) for i in range(n)]
-        corr = [None] + [weights(lam, i - 1, i, used[i - 1], True) for i in range(1, n)]
+        pred = [unipc._step_weights(lam, i, i + 1, used[i], False) for i in range(n)]
+        corr = [None] + [unipc._step_weights(lam, i - 1, i, used[i - 1], True) for i in range(1, n)]
         ms, x_last = [], None
         for i in range(n):
             m = (x - si[i] * fn(x, tb[i])) / al[i]

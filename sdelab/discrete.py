@@ -175,10 +175,13 @@ def ddpm_sample(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, ts, *, generator: torc
     c0, ct, var = (v.tolist() for v in posterior_coefficients(sde, tc[:-1], tc[1:]))
     n = len(tc) - 1
     for i in range(n):
-        x0, _ = _clipped(x, _eps(eps_fn, x, ts[i]), al[i], si[i], clip_x0)
-        x = c0[i] * x0 + ct[i] * x
+        eps = _eps(eps_fn, x, ts[i])
+        if clip_x0 is None:   # c0 x0 + ct x with x0 = (x - sigma eps)/alpha, as two kernels
+            x = torch.add((c0[i] / al[i] + ct[i]) * x, eps, alpha=-c0[i] * si[i] / al[i])
+        else:
+            x = torch.add(ct[i] * x, _clipped(x, eps, al[i], si[i], clip_x0)[0], alpha=c0[i])
         if i < n - 1:
-            x = x + math.sqrt(var[i]) * _randn(x, generator)
+            x.add_(_randn(x, generator), alpha=math.sqrt(var[i]))   # x is this step's own tensor
         watch(x)
         if callback is not None:
             callback(i, float(tc[i + 1]), x)

@@ -28,6 +28,27 @@ def _phis(h: float) -> tuple[float, float, float]:
     return p1, p1 / h + 1, (p1 + h) / h**2 - 0.5
 
 
+def _weights_3m(lams: list[float], alpha_t: float) -> list[float]:
+    r"""The update of `dpm_solver_3m` as weights of $m_0, m_1, m_2$ (newest first): $x_t = \tfrac{\sigma_t}{\sigma_{s_0}}x_{s_0}
+    + \sum_k w_k m_k$. `lams`: $\lambda_t, \lambda_{s_0}, \dots$ (2, 3 or 4 values: order 1, 2 or 3). Expands
+    $-\alpha_t\varphi_1 m_0$ (order 1), $-\tfrac12\alpha_t\varphi_1 D_{1,0}$ (order 2), $\alpha_t(\varphi_2 D_1 - \varphi_3 D_2)$
+    (order 3) with the divided differences of the docstring, so a step is a few fused kernels."""
+    h = lams[0] - lams[1]
+    p1, p2, p3 = _phis(h)
+    w = [-alpha_t * p1]
+    if len(lams) == 3:                      # - 1/2 alpha p1 (m0 - m1) / r0
+        c = -0.5 * alpha_t * p1 * h / (lams[1] - lams[2])
+        w += [-c]
+        w[0] += c
+    elif len(lams) == 4:                    # alpha p2 D1 - alpha p3 D2 in m0, m1, m2
+        r0, r1 = (lams[1] - lams[2]) / h, (lams[2] - lams[3]) / h
+        a10, a11 = alpha_t * (p2 * (1 + r0 / (r0 + r1)) - p3 / (r0 + r1)), -alpha_t * (p2 * r0 - p3) / (r0 + r1)
+        # d10 = (m0 - m1)/r0, d11 = (m1 - m2)/r1; the step adds a10 d10 + a11 d11
+        w += [-a10 / r0 + a11 / r1, -a11 / r1]
+        w[0] += a10 / r0
+    return w
+
+
 def _order(i: int, n: int, lower_order_final: bool) -> int:
     """Order of step `i` of `n`: 1, 2, then 3; with `lower_order_final` and n < 15 the last two steps drop to 1 and 2."""
     order = min(3, i + 1)
@@ -58,21 +79,11 @@ def dpm_solver_3m(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, ts, *, generator: to
     for i in range(n):
         x0, _ = _clipped(x, _eps(eps_fn, x, tb[i]), al[i], si[i], clip_x0)
         ms = [x0] + ms[:2]
-        h = lam[i + 1] - lam[i]
-        p1, p2, p3 = _phis(h)
         order = _order(i, n, lower_order_final)
-        x = (si[i + 1] / si[i]) * x - (al[i + 1] * p1) * x0
-        if order >= 2:
-            r0 = (lam[i] - lam[i - 1]) / h
-            d10 = (x0 - ms[1]) / r0
-            if order == 2:
-                x = x - (0.5 * al[i + 1] * p1) * d10
-            else:
-                r1 = (lam[i - 1] - lam[i - 2]) / h
-                d11 = (ms[1] - ms[2]) / r1
-                d1 = d10 + (r0 / (r0 + r1)) * (d10 - d11)
-                d2 = (d10 - d11) / (r0 + r1)
-                x = x + (al[i + 1] * p2) * d1 - (al[i + 1] * p3) * d2
+        w = _weights_3m(lam[max(i - order + 1, 0):i + 2][::-1], al[i + 1])
+        x = (si[i + 1] / si[i]) * x
+        for wk, m in zip(w, ms):
+            x = x.add(m, alpha=wk) if wk else x
         watch(x)
         if callback is not None:
             callback(i, float(tc[i + 1]), x)

@@ -51,18 +51,25 @@ def unipc_weights(h: float, rks: list[float], corrector: bool) -> tuple[float, l
     return b_h, rho
 
 
-def _update(x, ms, lam, i_from, i_to, al, si, corrector_m=None):
-    """One UniP step from grid point `i_from` to `i_to` with the history `ms` (newest last, at `i_from`, ...), or,
-    given `corrector_m` (the prediction at `i_to`), the UniC correction of that step."""
+def _step_weights(lam, i_from: int, i_to: int, used: int, corrector: bool):
+    """`(B(h), rho, rks)` of the step from grid point `i_from` to `i_to` with `used` predictions."""
     h = lam[i_to] - lam[i_from]
-    m0, hist = ms[-1], ms[-2::-1]  # hist[k - 1] is the prediction k steps back
-    rks = [(lam[i_from - k] - lam[i_from]) / h for k in range(1, len(hist) + 1)]
-    b_h, rho = unipc_weights(h, rks, corrector=corrector_m is not None)
-    x_new = (si[i_to] / si[i_from]) * x - (al[i_to] * math.expm1(-h)) * m0
-    res = sum((r / rk) * (m - m0) for r, rk, m in zip(rho, rks, hist))
-    if corrector_m is not None:
-        res = res + rho[-1] * (corrector_m - m0)
-    return x_new - (al[i_to] * b_h) * res if rho else x_new
+    rks = [(lam[i_from - k] - lam[i_from]) / h for k in range(1, used)]
+    return (*unipc_weights(h, rks, corrector), rks)
+
+
+def _update(x, ms, lam, i_from, i_to, al, si, weights, corrector_m=None):
+    """One UniP step from grid point `i_from` to `i_to` with the history `ms` (newest last, at `i_from`, ...) and
+    its `_step_weights`, or, given `corrector_m` (the prediction at `i_to`), the UniC correction of that step."""
+    b_h, rho, rks = weights
+    m0 = ms[-1]
+    x_new = torch.add((si[i_to] / si[i_from]) * x, m0, alpha=-al[i_to] * math.expm1(-(lam[i_to] - lam[i_from])))
+    if not rho:
+        return x_new
+    c = -al[i_to] * b_h
+    for r, rk, m in zip(rho, rks, ms[-2::-1]):   # c rho_k (m_k - m0) / r_k
+        x_new = x_new.add(m - m0, alpha=c * r / rk)
+    return x_new if corrector_m is None else x_new.add(corrector_m - m0, alpha=c * rho[-1])
 
 
 def unipc(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, ts, *, order: int = 3, generator: torch.Generator | None = None,
@@ -76,15 +83,17 @@ def unipc(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, ts, *, order: int = 3, gener
     if isinstance(order, bool) or order not in (1, 2, 3):
         raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
     clip_x0, tb, tc, watch, al, si, lam = _log_snr_setup(sde, x, ts, "unipc", clip_x0)
-    n, ms, x_last, used = len(tc) - 1, [], None, 0
+    n, ms, x_last = len(tc) - 1, [], None
+    used = [min(order, i + 1, n - i if lower_order_final else order) for i in range(n)]
+    pred = [_step_weights(lam, i, i + 1, used[i], False) for i in range(n)]   # all weights before the loop
+    corr = [None] + [_step_weights(lam, i - 1, i, used[i - 1], True) for i in range(1, n)]
     for i in range(n):
         m, _ = _clipped(x, _eps(eps_fn, x, tb[i]), al[i], si[i], clip_x0)
         if i > 0:  # correct the point just reached with its own prediction m (m itself is kept)
-            x = _update(x_last, ms[-used:], lam, i - 1, i, al, si, corrector_m=m)
+            x = _update(x_last, ms[-used[i - 1]:], lam, i - 1, i, al, si, corr[i], corrector_m=m)
         ms = (ms + [m])[-order:]
-        used = min(order, i + 1, n - i if lower_order_final else order)
         x_last = x
-        x = _update(x, ms[-used:], lam, i, i + 1, al, si)
+        x = _update(x, ms[-used[i]:], lam, i, i + 1, al, si, pred[i])
         watch(x)
         if callback is not None:
             callback(i, float(tc[i + 1]), x)

@@ -10,6 +10,10 @@ points x_T, float64 where a library allows it. Grades "loose"/"strict" as `grid_
 * k-diffusion: `get_sigmas_karras` (rho 7) from sigma(T) to sigma(eps) plus the final 0, VE sigma = std/mean_coeff,
   the model the exact x0 prediction; the VP state is mean_coeff * (VE state). Only its `sampling.py` is loaded.
 * sdelab: `grid_measure.run` on each sampler's `DEFAULT_GRID` and on the Karras grid.
+* rows named `...@eps`: the library's sampler ending where sdelab's end, at t = eps, graded against p_eps like them
+  (diffusers `final_sigmas_type="sigma_min"`, DDIM `set_alpha_to_one=False`; k-diffusion without the final 0). The
+  libraries' default end, sigma = 0, applies the denoiser last, whose modes are ~1 % narrower than p_eps's: an
+  error that can cancel a sampler's too-wide modes, so equal end points are the like-for-like comparison.
 
 Usage (DIR: a folder the libraries were installed into with `pip install --target DIR`, see INSTALL):
 `PYTHONPATH=DIR python tools/compare_libraries.py [--n 20000] [--json out.json] [--only name ...]`
