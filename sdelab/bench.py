@@ -19,6 +19,9 @@ measured side by side in one run. Rows (`ROWS`; `--only` picks some):
 * `likelihood`: seconds per batch of images for probability-flow bits/dim (Hutchinson, RK45).
 * `sampler_overhead`, `sampler_quality` (`sdelab.bench_samplers`): per-step overhead against minimal loops; speed
   and quality at 20 NFE on the 2-D ring.
+* `sampler_nfe` (`sdelab.bench_samplers.nfe_rows`): per sampler, with its default grid, the fewest NFE from which
+  it is as good as Euler-Maruyama with 1,000 steps (strict, at every larger budget up to 1,024), and the best of them.
+  Targets: best <= 20, Heun <= 48, DDIM <= 64.
 
 On a machine without CUDA the GPU rows are printed as "unmeasured (no GPU)". The JSON file records the date, the
 device, torch's version, the thread count and the load average next to every row; `markdown_table` (or
@@ -43,7 +46,7 @@ from .bench_timing import NO_GPU, TIMING_FIELDS, Excluded, load_average, measure
 __all__ = ["ROWS", "run", "markdown_table", "readme_with_table", "SAMPLING_NFE", "NO_GPU"]
 
 ROWS = ("ring", "mnist_throughput", "mnist_fid", "sampling", "classifier", "likelihood", "sampler_overhead",
-        "sampler_quality")
+        "sampler_quality", "sampler_nfe")
 
 
 def _ring_floor(data_fn) -> float:
@@ -131,14 +134,36 @@ def bench_sampler_quality(quick: bool, device) -> list[dict]:
             for r in quality_rows(20, n=2_000 if quick else 20_000, repeats=1 if quick else 3)]
 
 
+def bench_sampler_nfe(quick: bool, device) -> list[dict]:
+    """NFE to Euler-Maruyama-1000 quality with each sampler's default grid (exact ring score, float64), and the best."""
+    from .bench_samplers import NFE_TARGETS, nfe_rows
+
+    rs = nfe_rows(2_000 if quick else 20_000, [10, 20, 40] if quick else None)
+    out = []
+    for r in rs:
+        target = f"<= {NFE_TARGETS[r['sampler']]}" if r["sampler"] in NFE_TARGETS else ""
+        status = "measured" if r["strict_from"] else f"not strict at {r['max_nfe']:,} NFE (the largest tried)"
+        out.append(row(f"sampler_nfe:{r['sampler']}", f"NFE to Euler-Maruyama-1000 quality, strict from which on "
+                       f"({r['grid']} grid, ring, n={r['n']:,})", r["strict_from"], "NFE", target, status,
+                       loose=r["loose"], first_strict=r["first_strict"], sweep_s=round(r["sweep_s"], 1)))
+    best = min((r for r in rs if r["strict_from"]), key=lambda r: r["strict_from"], default=None)
+    out.append(row("sampler_nfe:best", "fewest NFE to Euler-Maruyama-1000 quality (strict) of any sampler, default grids",
+                   best and best["strict_from"], "NFE", f"<= {NFE_TARGETS['best']}",
+                   "measured" if best else "no sampler strict", sampler=best and best["sampler"]))
+    return out
+
+
 _BENCH = {"ring": bench_ring, "mnist_throughput": bench_mnist_throughput, "mnist_fid": bench_mnist_fid,
           "sampling": bench_sampling, "classifier": bench_classifier, "likelihood": bench_likelihood,
-          "sampler_overhead": bench_sampler_overhead, "sampler_quality": bench_sampler_quality}
+          "sampler_overhead": bench_sampler_overhead, "sampler_quality": bench_sampler_quality,
+          "sampler_nfe": bench_sampler_nfe}
 
 
 def _fmt(v) -> str:
     if v is None:
         return "-"
+    if isinstance(v, str):
+        return v
     return f"{v:,.4g}" if isinstance(v, float) and abs(v) < 1e4 else f"{v:,}"
 
 
@@ -154,13 +179,14 @@ def _timing_text(d: dict) -> str:
 
 _EXTRAS = (("nfe", "NFE"), ("fid", "FID"), ("label_match", "label match"), ("confident", "confident"),
            ("max_abs_pixel", "max abs pixel"), ("bits_per_dim", "bits/dim"), ("ratio_spread", "spread"),
-           ("floor", "SW floor"), ("spread_err", "spread error"))
+           ("floor", "SW floor"), ("spread_err", "spread error"), ("sampler", "by"), ("loose", "loose from"),
+           ("first_strict", "first strict"))
 
 
 def _measured(r: dict) -> str:
     """The 'measured' cell of one row: value and unit, then the timing and what the row reached."""
     if r["value"] is None:
-        return r["status"] if "unmeasured" in r["status"] else f"unmeasured ({r['status']})"
+        return r["status"] if r["status"].startswith(("unmeasured", "not strict")) else f"unmeasured ({r['status']})"
     d = r.get("details", {})
     extras = [f"{label} {'-'.join(map(_fmt, d[k])) if isinstance(d[k], list) else _fmt(d[k])}"
               for k, label in _EXTRAS if k in d]
@@ -205,7 +231,8 @@ def readme_with_table(readme: str, root: Path) -> str:
 def _print_row(r: dict) -> None:
     shown = _fmt(r["value"]) if r["value"] is not None else r["status"]
     note = "; ".join(x for x in (_timing_text(r["details"]), r["details"].get("note")) if x)
-    print(f"{r['row']:24s} {r['metric'][:62]:62s} {shown:>20s} {r['unit']:6s} {r['target']}"
+    unit = r["unit"] if r["value"] is not None else ""
+    print(f"{r['row']:24s} {r['metric'][:62]:62s} {shown:>20s} {unit:6s} {r['target']}"
           + (f"  [{note}]" if note else ""), flush=True)
 
 

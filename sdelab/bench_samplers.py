@@ -1,7 +1,8 @@
 """Sampler rows of `python -m sdelab bench`: per-step overhead against minimal loops, and speed with the quality
-reached at equal NFE on the default grids. Every ratio is measured side by side in one run (interleaved
-repeats after a warm-up, `sdelab.bench_timing.measure`), with the median, the spread (min-max of the repeats), CPU
-time and load average.
+reached at equal NFE on the default grids, and the fewest NFE at which each sampler reaches Euler-Maruyama-1000
+quality with its default grid (the measurement of `sdelab.grid_measure`). Every ratio is measured side by side in one
+run (interleaved repeats after a warm-up, `sdelab.bench_timing.measure`), with the median, the spread (min-max of the
+repeats), CPU time and load average.
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from . import discrete, multistep, samplers, unipc
 from .bench_timing import measure, timing_details
 from .grids import DEFAULT_GRID, EVALS_PER_STEP, default_grid
 
-__all__ = ["measure", "minimal_loops", "overhead_rows", "quality_rows"]  # measure: from sdelab.bench_timing
+__all__ = ["measure", "minimal_loops", "overhead_rows", "quality_rows", "nfe_rows",  # measure: from bench_timing
+           "NFE_TARGETS"]
 
 
 # ---------------------------------------------------------------------- minimal loops (the baselines)
@@ -212,4 +214,26 @@ def quality_rows(nfe: int = 20, *, n: int = 20_000, repeats: int = 3) -> list[di
         sw, spread = quality(t["values"][-1])
         rows.append({"sampler": name, "nfe": steps * per_step, "grid": DEFAULT_GRID[name],
                      "sliced_w2": sw, "spread_err": spread, "n": n, **timing_details(t)})
+    return rows
+
+
+NFE_TARGETS = {"best": 20, "pf_ode_heun": 48, "ddim_sample": 64}
+"""Issue 13's targets for `nfe_rows`: strict NFE of the best sampler, of Heun and of DDIM, with default grids."""
+
+
+def nfe_rows(n: int = 20_000, nfes=None) -> list[dict]:
+    """Per sampler, on its default grid: the fewest NFE from which it is strictly as good as Euler-Maruyama-1000 at
+    every larger budget of `nfes` (`grid_measure.measure_row` on the 8-mode ring, `n` samples, float64)."""
+    import time
+
+    from .grid_measure import NFES, measure_row, thresholds
+
+    problem, ref = thresholds(n)
+    rows = []
+    for name in PACKAGE:
+        t0 = time.perf_counter()
+        r = measure_row(name, DEFAULT_GRID[name], problem, ref, nfes or NFES)
+        rows.append({"sampler": name, "grid": DEFAULT_GRID[name], "n": n, "strict_from": r["strict_from"],
+                     "loose": r["loose"], "first_strict": r["strict"], "max_nfe": max(k for k, *_ in r["runs"]),
+                     "sweep_s": time.perf_counter() - t0})
     return rows

@@ -31,8 +31,8 @@ from .sde import VPSDE
 from .toy import grid_mixture, ring
 from .unipc import unipc
 
-__all__ = ["make_problem", "run", "measure", "thresholds", "grade", "strict_from", "out_of_range", "KINDS", "NFES",
-           "PROBLEMS", "SAMPLERS", "RANGE_LIMIT", "RANGE_NFES"]
+__all__ = ["make_problem", "run", "measure", "thresholds", "grade", "strict_from", "measure_row", "out_of_range",
+           "KINDS", "NFES", "PROBLEMS", "SAMPLERS", "RANGE_LIMIT", "RANGE_NFES"]
 
 F64 = torch.float64
 EPS = 1e-3
@@ -108,28 +108,33 @@ def strict_from(runs: list[tuple[int, bool]]) -> int | None:
     return best
 
 
+def measure_row(name: str, kind: str, problem, ref, nfes=NFES) -> dict:
+    """One sampler on one grid kind: `loose` and `strict` (the first NFE of `nfes` that passes each), `strict_from`
+    and `runs` (`(nfe, sliced W2, spread error)` for every budget tried), on `thresholds`' problem and `ref`."""
+    sde, score, eps_fn, x_T, quality = problem
+    row, passes = {"loose": None, "strict": None, "runs": []}, []
+    for nfe in [k for k in nfes if k % SAMPLERS[name][1] == 0]:
+        sw, sp = quality(run(name, kind, nfe, sde, score, eps_fn, x_T))
+        loose, strict = grade((sw, sp), ref)
+        row["runs"].append((nfe, sw, sp))
+        passes.append((nfe, strict))
+        if loose and row["loose"] is None:
+            row["loose"] = nfe
+        if strict and row["strict"] is None:
+            row["strict"] = nfe
+    row["strict_from"] = strict_from(passes)
+    return row
+
+
 def measure(n: int = 20_000, samplers=None, kinds=KINDS, nfes=NFES, problem: str = "ring") -> dict:
     """For every sampler and grid kind: the first NFE that passes loose and strict, and `strict_from`, the fewest
     NFE from which strict holds at every larger NFE of `nfes` (the figure `MEASURED_NFE` records, on the ring)."""
-    (sde, score, eps_fn, x_T, quality), ref = thresholds(n, problem)
-    sw_ref, spread_ref, spread_tol = ref["sw_max"] / 1.1, ref["spread_err"], ref["spread_tol"]
-    out = {"n": n, "problem": problem, "reference": {"sw": sw_ref, "spread_err": spread_ref, "spread_tol": spread_tol}, "rows": {}}
+    prob, ref = thresholds(n, problem)
+    reference = {"sw": ref["sw_max"] / 1.1, "spread_err": ref["spread_err"], "spread_tol": ref["spread_tol"]}
+    out = {"n": n, "problem": problem, "reference": reference, "rows": {}}
     for name in samplers or SAMPLERS:
-        per_step = SAMPLERS[name][1]
         for kind in kinds:
-            row = {"loose": None, "strict": None, "runs": []}
-            passes = []
-            for nfe in [k for k in nfes if k % per_step == 0]:
-                sw, sp = quality(run(name, kind, nfe, sde, score, eps_fn, x_T))
-                loose, strict = grade((sw, sp), ref)
-                row["runs"].append((nfe, sw, sp))
-                passes.append((nfe, strict))
-                if loose and row["loose"] is None:
-                    row["loose"] = nfe
-                if strict and row["strict"] is None:
-                    row["strict"] = nfe
-            row["strict_from"] = strict_from(passes)
-            out["rows"][f"{name}/{kind}"] = row
+            row = out["rows"][f"{name}/{kind}"] = measure_row(name, kind, prob, ref, nfes)
             print(f"{name:20s} {kind:8s} loose {row['loose']}  strict {row['strict']}  strict from {row['strict_from']}",
                   flush=True)
     return out

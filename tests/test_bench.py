@@ -163,6 +163,32 @@ def test_overhead_and_quality_rows_structure():
     assert all(r["nfe"] == 8 and r["sliced_w2"] > 0 for r in q)
 
 
+def test_nfe_rows_measure_each_default_grid_and_the_bench_names_the_best(monkeypatch):
+    import sdelab.bench_samplers as bs
+    from sdelab.bench import bench_sampler_nfe, markdown_table
+    from sdelab.grids import DEFAULT_GRID
+
+    rows = bs.nfe_rows(n=400, nfes=[10, 20])
+    assert [r["sampler"] for r in rows] == list(bs.PACKAGE) and all(r["grid"] == DEFAULT_GRID[r["sampler"]] for r in rows)
+    for r in rows:   # predictor-corrector takes 2 evaluations per step: both budgets still divide
+        assert r["strict_from"] in (None, 10, 20) and r["max_nfe"] == 20
+        assert r["strict_from"] is None or r["first_strict"] <= r["strict_from"]
+    # the bench rows from made-up measurements: targets on Heun, DDIM and the best; an unreached sampler says so
+    fake = [{"sampler": s, "grid": "logsnr", "n": 9, "strict_from": v, "loose": 6, "first_strict": v, "max_nfe": 1024,
+             "sweep_s": 1.0} for s, v in (("unipc", 18), ("pf_ode_heun", 40), ("ddim_sample", 768),
+                                           ("predictor_corrector", None), ("dpm_solver_3m", 32))]
+    monkeypatch.setattr(bs, "nfe_rows", lambda n, nfes: fake)
+    out = {r["row"]: r for r in bench_sampler_nfe(False, None)}
+    assert out["sampler_nfe:best"]["value"] == 18 and out["sampler_nfe:best"]["details"]["sampler"] == "unipc"
+    assert out["sampler_nfe:best"]["target"] == "<= 20"
+    assert (out["sampler_nfe:pf_ode_heun"]["target"], out["sampler_nfe:ddim_sample"]["target"]) == ("<= 48", "<= 64")
+    assert out["sampler_nfe:unipc"]["target"] == ""
+    pc = out["sampler_nfe:predictor_corrector"]
+    assert pc["value"] is None and pc["status"].startswith("not strict at 1,024 NFE")
+    md = markdown_table({"date": "2026-12-06", "device": "CPU", "rows": list(out.values())})
+    assert "| <= 20 | 18 NFE (by unipc) |" in md and "| not strict at 1,024 NFE (the largest tried) |" in md
+
+
 def test_readme_performance_table_is_generated_from_the_committed_bench_json():
     from sdelab.bench import README_MARK, readme_with_table
 
