@@ -205,7 +205,7 @@ def markdown_table(result: dict) -> str:
     def cell(text) -> str:
         return " ".join(str(text).split()).replace("|", "\\|")
 
-    date = str(result["date"])[:10]
+    date = str(result["date"])[:10] + (" (quick mode: small budgets)" if result.get("quick") else "")
     lines = ["| row | target | measured | device, date |", "|---|---|---|---|"]
     for r in result["rows"]:
         device = r.get("details", {}).get("device", result["device"])
@@ -224,7 +224,11 @@ def readme_with_table(readme: str, root: Path) -> str:
     m = README_MARK.search(readme)
     if m is None:
         raise ValueError("README has no '<!-- bench: FILE.json -->' ... '<!-- /bench -->' block")
-    table = markdown_table(json.loads((root / m["path"]).read_text()))
+    result = json.loads((root / m["path"]).read_text())
+    if isinstance(result, dict) and result.get("quick"):
+        raise ValueError(f"{m['path']} is a quick-mode run (small budgets, not the figures its labels name); "
+                         "README's table is written from a full run: python -m sdelab bench --out FILE.json")
+    table = markdown_table(result)
     return readme[:m.start("table")] + table + readme[m.end("table"):]
 
 
@@ -270,5 +274,6 @@ def run(only=None, *, quick: bool = False, out="bench_results.json", device=None
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(result, indent=1) + "\n")
         if print_table:
-            print(f"written to {out}  ({result['device']}, torch {result['torch']}, {result['date']})")
+            print(f"written to {out}  ({result['device']}, torch {result['torch']}, {result['date']})"
+                  + ("; quick mode: small budgets, not the figures README reports" if quick else ""))
     return result

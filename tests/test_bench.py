@@ -51,7 +51,8 @@ def test_quick_bench_writes_table_and_json(tmp_path, capsys):
     assert main(["bench", "--markdown", str(out)]) == 0
     md = capsys.readouterr().out.splitlines()
     assert md[0] == "| row | target | measured | device, date |" and len(md) == 2 + len(res["rows"])
-    assert all(line.startswith("| ") and line.endswith(f"{res['date'][:10]} |") for line in md[2:])
+    assert all(line.startswith("| ") and line.endswith(f"{res['date'][:10]} (quick mode: small budgets) |")
+               for line in md[2:])
 
 
 def test_markdown_table_from_a_hand_made_result(tmp_path):
@@ -201,7 +202,7 @@ def test_readme_performance_table_is_generated_from_the_committed_bench_json():
 
 
 def test_readme_with_table_rewrites_only_the_marked_block(tmp_path):
-    from sdelab.bench import readme_with_table
+    from sdelab.bench import markdown_table, readme_with_table
 
     result = {"date": "2026-12-06T01:00:00+00:00", "device": "CPU", "rows": [
         {"row": "ring", "metric": "time", "value": 7.6, "unit": "s", "target": "<= 30 s", "status": "measured",
@@ -213,3 +214,9 @@ def test_readme_with_table_rewrites_only_the_marked_block(tmp_path):
     assert "| ring: time | <= 30 s | 7.6 s |" in out and "stale" not in out
     with pytest.raises(ValueError, match="bench: FILE.json"):
         readme_with_table("no marks\n", tmp_path)
+    # a quick run's small budgets must not pose as the figures: marked in its table, refused for README
+    (tmp_path / "b.json").write_text(json.dumps({**result, "quick": True}))
+    with pytest.raises(ValueError, match="quick-mode run"):
+        readme_with_table(text, tmp_path)
+    assert "| CPU, 2026-12-06 (quick mode: small budgets) |" in markdown_table({**result, "quick": True})
+    assert "quick" not in markdown_table(result)
