@@ -201,6 +201,22 @@ def test_readme_performance_table_is_generated_from_the_committed_bench_json():
     assert readme_with_table(readme, root) == readme, "run: python -m sdelab bench --readme README.md"
 
 
+def test_committed_bench_nfe_rows_agree_with_the_grid_tables():
+    # grids.MEASURED_NFE (tools/measure_grids.py) chose the defaults; the bench measures the same thing on its own
+    from sdelab.bench import README_MARK
+    from sdelab.grids import DEFAULT_GRID, MEASURED_NFE
+
+    root = Path(__file__).resolve().parents[1]
+    res = json.loads((root / README_MARK.search((root / "README.md").read_text())["path"]).read_text())
+    rows = {r["row"].split(":")[1]: r for r in res["rows"] if r["row"].startswith("sampler_nfe:")}
+    assert set(rows) == set(MEASURED_NFE) | {"best"}
+    for name, by_kind in MEASURED_NFE.items():
+        loose, strict = by_kind[DEFAULT_GRID[name]]
+        assert (rows[name]["value"], rows[name]["details"]["loose"]) == (strict, loose), name
+    best = min((v[DEFAULT_GRID[n]][1], n) for n, v in MEASURED_NFE.items() if v[DEFAULT_GRID[n]][1])
+    assert (rows["best"]["value"], rows["best"]["details"]["sampler"]) == best
+
+
 def test_readme_with_table_rewrites_only_the_marked_block(tmp_path):
     from sdelab.bench import markdown_table, readme_with_table
 
