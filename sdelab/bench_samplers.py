@@ -7,6 +7,7 @@ repeats), CPU time and load average.
 from __future__ import annotations
 
 import math
+import time
 from typing import Callable
 
 import torch
@@ -224,8 +225,6 @@ NFE_TARGETS = {"best": 20, "pf_ode_heun": 48, "ddim_sample": 64}
 def nfe_rows(n: int = 20_000, nfes=None) -> list[dict]:
     """Per sampler, on its default grid: the fewest NFE from which it is strictly as good as Euler-Maruyama-1000 at
     every larger budget of `nfes` (`grid_measure.measure_row` on the 8-mode ring, `n` samples, float64)."""
-    import time
-
     from .grid_measure import NFES, measure_row, thresholds
 
     problem, ref = thresholds(n)
